@@ -1,0 +1,28 @@
+"""bertlab: BERT from scratch — the library behind the book."""
+
+from .config import PRESETS, BertConfig, ConfigError
+from .checkpoint import CheckpointError
+from .model import (
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertModel,
+    ModelOutput,
+)
+from .tokenizer import WordPieceTokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "BertConfig",
+    "BertModel",
+    "BertForPreTraining",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
+    "ModelOutput",
+    "WordPieceTokenizer",
+    "ConfigError",
+    "CheckpointError",
+    "__version__",
+]

@@ -1,0 +1,448 @@
+"""BERT, written from scratch (Devlin et al., 2019), with the reference implementation's names.
+
+Read top to bottom: embeddings -> encoder layer (attention, feed-forward, post-LN residuals)
+-> encoder stack -> pooler -> BertModel -> heads (MLM, NSP, classification) -> the task models.
+Parameter names match Hugging Face's `modeling_bert.py`, so its checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import MultiHeadSelfAttention, additive_padding_mask
+from .config import BertConfig
+from .positional import LearnedPositionEmbedding
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns; fields a model does not compute stay None."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None
+    seq_relationship_logits: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+    # With MLM labels: a (B, T) bool tensor, True where `prediction_logits` rows come from.
+    masked_positions: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+
+def activation(name: str):
+    if name == "gelu":  # the exact GELU, x * Phi(x), as in the original BERT code
+        return F.gelu
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return lambda x: F.gelu(x, approximate="tanh")
+    return F.relu
+
+
+# --- embeddings ------------------------------------------------------------------------------
+
+
+class BertEmbeddings(nn.Module):
+    """token + position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = LearnedPositionEmbedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        B, T = input_ids.shape
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word_embeddings(input_ids)  # (B, T, C)
+        x = x + self.token_type_embeddings(token_type_ids)
+        x = x + self.position_embeddings(T)  # (T, C) broadcast over the batch
+        return self.dropout(self.LayerNorm(x))
+
+
+# --- one encoder layer -----------------------------------------------------------------------
+
+
+class BertSelfOutput(nn.Module):
+    """W^O, dropout, residual, LayerNorm: the sublayer's post-LN wrapper."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(residual + self.dropout(self.dense(context)))
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.self = MultiHeadSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, x, mask=None, output_attentions=False):
+        context, probs = self.self(x, mask, output_attentions)
+        return self.output(context, x), probs
+
+
+class BertIntermediate(nn.Module):
+    """The feed-forward network's first half: C -> 4C, then GELU."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(x))
+
+
+class BertOutput(nn.Module):
+    """The feed-forward network's second half: 4C -> C, dropout, residual, LayerNorm."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(residual + self.dropout(self.dense(h)))
+
+
+class BertLayer(nn.Module):
+    """Post-LN Transformer encoder layer: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, x, mask=None, output_attentions=False):
+        x, probs = self.attention(x, mask, output_attentions)
+        x = self.output(self.intermediate(x), x)
+        return x, probs
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, x, mask=None, output_attentions=False, output_hidden_states=False):
+        all_hidden = [x] if output_hidden_states else None
+        all_probs = [] if output_attentions else None
+        for layer in self.layer:
+            x, probs = layer(x, mask, output_attentions)
+            if output_hidden_states:
+                all_hidden.append(x)
+            if output_attentions:
+                all_probs.append(probs)
+        return x, all_hidden, all_probs
+
+
+class BertPooler(nn.Module):
+    """dense + tanh on the [CLS] vector: the sentence-level representation used by NSP."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, C)
+
+
+# --- shared plumbing: initialisation, loading, saving -----------------------------------------
+
+
+class BertPreTrainedModel(nn.Module):
+    """Initialisation as in BERT, plus `from_pretrained` / `save_pretrained`."""
+
+    # Prefix of the encoder's parameters in this model's state dict ("" for BertModel itself).
+    base_prefix = "bert."
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+
+    @torch.no_grad()
+    def _init_module(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.normal_(0.0, std)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+        elif isinstance(module, BertLMPredictionHead):
+            module.bias.zero_()
+
+    def init_weights(self) -> None:
+        """Normal(0, 0.02) weights, zero biases, LayerNorm 1 and 0; then re-tie shared weights."""
+        self.apply(self._init_module)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Models with an MLM head share its output matrix with the word embeddings."""
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **config_overrides: Any):
+        """Load a Hugging Face-format BERT folder, a registered name ("minilm-l6") or a Hub name."""
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(cls, name_or_path, **config_overrides)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write config.json and model.safetensors that transformers loads as the same model."""
+        from .checkpoint import save_pretrained
+
+        return save_pretrained(self, path)
+
+    def num_parameters(self) -> int:
+        """Distinct parameters (a tied matrix counts once)."""
+        return sum(p.numel() for p in self.parameters())
+
+
+class BertModel(BertPreTrainedModel):
+    """The encoder: embeddings, N layers, and (optionally) the pooler."""
+
+    base_prefix = ""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> ModelOutput:
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+        mask = None
+        if attention_mask is not None:
+            mask = additive_padding_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
+        x, hidden, probs = self.encoder(x, mask, output_attentions, output_hidden_states)
+        return ModelOutput(
+            last_hidden_state=x,
+            pooler_output=self.pooler(x) if self.pooler is not None else None,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(probs) if probs is not None else None,
+        )
+
+
+# --- heads -----------------------------------------------------------------------------------
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(x)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """MLM head: dense + GELU + LayerNorm, then the word-embedding matrix (tied) plus a bias."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.transform(x), self.decoder.weight, self.bias)  # (..., V)
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+
+class BertPreTrainingHeads(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)  # NSP: IsNext / NotNext
+
+
+def masked_lm_loss(
+    head: BertLMPredictionHead, sequence_output: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the MLM head at the positions whose label is not -100.
+
+    The positions are gathered *before* the vocabulary projection, so the (tokens x vocab)
+    matrix multiply runs on the ~15% masked tokens only: with a 30k vocabulary that projection
+    at every position costs more than the rest of a small model. Mean over masked tokens, which
+    is the same number as the full cross-entropy with ignore_index=-100.
+    Returns (loss, logits at masked positions (N, V), masked positions (B, T) bool).
+    """
+    selected = labels != -100  # (B, T)
+    logits = head(sequence_output[selected])  # (N, V)
+    targets = labels[selected]  # (N,)
+    if targets.numel() == 0:  # nothing masked: a zero that still joins the graph
+        return logits.sum() * 0.0, logits, selected
+    return F.cross_entropy(logits.float(), targets), logits, selected
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """BERT with the two pretraining heads: masked LM and next-sentence prediction."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config)
+        self.init_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        next_sentence_label: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> ModelOutput:
+        """Without `labels`, `prediction_logits` is (B, T, V). With `labels` (-100 = not masked), only
+        the masked positions go through the vocabulary projection: `prediction_logits` is then (N, V),
+        one row per True entry of `masked_positions` in row-major order."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        seq_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        mlm_loss = nsp_loss = positions = None
+        if labels is not None:
+            mlm_loss, pred_logits, positions = masked_lm_loss(self.cls.predictions, out.last_hidden_state, labels)
+        else:
+            pred_logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(seq_logits.float(), next_sentence_label.view(-1))
+        losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
+        return ModelOutput(
+            loss=sum(losses) if losses else None,
+            mlm_loss=mlm_loss,
+            nsp_loss=nsp_loss,
+            prediction_logits=pred_logits,
+            seq_relationship_logits=seq_logits,
+            masked_positions=positions,
+            last_hidden_state=out.last_hidden_state,
+            pooler_output=out.pooler_output,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """BERT with the MLM head only (no pooler, as in the reference)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+        self.init_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> ModelOutput:
+        """`logits` is (B, T, V) without `labels`; with them, (N, V) at the masked positions only."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        loss = positions = None
+        if labels is not None:
+            loss, logits, positions = masked_lm_loss(self.cls.predictions, out.last_hidden_state, labels)
+        else:
+            logits = self.cls.predictions(out.last_hidden_state)
+        return ModelOutput(
+            loss=loss,
+            mlm_loss=loss,
+            logits=logits,
+            masked_positions=positions,
+            last_hidden_state=out.last_hidden_state,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """BERT with dropout + a linear layer on the pooled [CLS] vector."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> ModelOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1 or self.config.problem_type == "regression":
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            elif self.config.problem_type == "multi_label_classification":
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            else:
+                loss = F.cross_entropy(logits.float(), labels.view(-1))
+        return ModelOutput(
+            loss=loss,
+            logits=logits,
+            last_hidden_state=out.last_hidden_state,
+            pooler_output=out.pooler_output,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
