@@ -1,0 +1,126 @@
+# bertlab: the two commands are `make book` and `make test`.
+# Both create .venv (if missing) and install requirements.txt + bertlab into it first.
+# Every tool is called as $(BIN)/..., never through an activated shell.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.bertlab-installed
+BUILD  := _build
+HTML   := $(BUILD)/html
+STORED_CONFIG := $(BUILD)/_config.stored.yml
+TESTS     := tests
+NOTEBOOKS := notebooks
+
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check --no-input
+# This machine's pip.conf names index folders that do not all exist; pip warns about each one.
+# The warnings are harmless, so drop them (the `|| true` keeps an empty output from failing).
+QUIET_PIP := { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
+
+# Data sets kept outside the repository (never committed). Use the caller's BERTLAB_DATA_DIR;
+# if unset, fall back to ../shared/data beside the repository when that folder exists.
+ifndef BERTLAB_DATA_DIR
+  ifneq ($(wildcard ../shared/data/.),)
+    export BERTLAB_DATA_DIR := $(abspath ../shared/data)
+  endif
+endif
+# Quiet a debugger warning that every Python 3.11 kernel start prints.
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help venv book book-stored test test-lib test-notebooks check-site clean distclean
+
+help:
+	@echo "make book         build the website into $(HTML), executing every notebook"
+	@echo "make test         run the library tests and check every notebook's stored outputs"
+	@echo "make book-stored  build the website from the notebooks' stored outputs (no execution)"
+	@echo "make clean        remove $(BUILD)/ and caches;  make distclean  also removes $(VENV)/"
+
+# ---------------------------------------------------------------------------------------------
+# Environment. The stamp is rebuilt (and everything reinstalled) only when requirements.txt or
+# pyproject.toml change. requirements.txt is the one place pins live: its lines marked
+# "# no-deps" are installed with --no-deps, all other lines normally.
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then \
+	  echo "== creating $(VENV) with $$($(PYTHON) --version)"; \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+	    || { echo "error: Python >= 3.10 is needed (set PYTHON=...)" >&2; exit 1; }; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+	@awk '!/#[[:space:]]*no-deps/' requirements.txt > $(VENV)/requirements-deps.txt
+	@awk '/#[[:space:]]*no-deps/ { sub(/[[:space:]]*#.*/, ""); if (length) print }' \
+	  requirements.txt > $(VENV)/requirements-nodeps.txt
+	@echo "== installing requirements.txt into $(VENV)"
+	@$(PIP) install -r $(VENV)/requirements-deps.txt 2>&1 | $(QUIET_PIP)
+	@$(PIP) install --no-deps -r $(VENV)/requirements-nodeps.txt 2>&1 | $(QUIET_PIP)
+	@echo "== installing bertlab (editable)"
+	@$(PIP) install --no-deps -e . 2>&1 | $(QUIET_PIP)
+	@touch $@
+
+# ---------------------------------------------------------------------------------------------
+# The website. --all rebuilds every page, so every notebook is executed (execute_notebooks:
+# force in _config.yml) and every warning is reported again; -W turns warnings, including a
+# failed cell, into errors; --keep-going reports all of them before failing.
+JB_BUILD := $(BIN)/jupyter-book build . --builder html --all -W --keep-going
+
+book: $(STAMP)
+	$(JB_BUILD)
+	$(BIN)/python tools/check_site.py $(HTML)
+
+# Same site from the outputs stored in the notebooks, without executing them (CI executes each
+# notebook once, under nbval). The config is _config.yml with only execute_notebooks set to "off",
+# written into $(BUILD)/. Relative paths in it still resolve: Jupyter Book resolves them against
+# the source folder (.), not against the config file's folder (sphinx.local_extensions would be
+# the exception; this book has none).
+book-stored: $(STAMP)
+	@mkdir -p $(BUILD)
+	$(BIN)/python tools/stored_config.py _config.yml $(STORED_CONFIG)
+	$(JB_BUILD) --config $(STORED_CONFIG)
+	$(BIN)/python tools/check_site.py $(HTML)
+
+check-site:
+	$(PYTHON) tools/check_site.py $(HTML)
+
+# ---------------------------------------------------------------------------------------------
+# Tests, offline. pytest's exit code 5 means "no tests were collected". It is treated as a
+# FAILURE in both steps, on purpose: tests/ must hold the library's tests, and every chapter in
+# notebooks/ has code cells for nbval to check, so collecting nothing means something is missing
+# or misconfigured, and CI must not report that as a pass. Both steps always run; the target
+# fails at the end if either failed.
+test: export HF_HUB_OFFLINE := 1
+test: export HF_DATASETS_OFFLINE := 1
+test: $(STAMP)
+	@rc_lib=0; $(MAKE) --no-print-directory test-lib || rc_lib=$$?; \
+	 rc_nb=0;  $(MAKE) --no-print-directory test-notebooks || rc_nb=$$?; \
+	 echo "== make test: library tests $$([ $$rc_lib -eq 0 ] && echo ok || echo FAILED)," \
+	      "notebooks $$([ $$rc_nb -eq 0 ] && echo ok || echo FAILED)"; \
+	 [ $$rc_lib -eq 0 ] && [ $$rc_nb -eq 0 ]
+
+test-lib: $(STAMP)
+	@echo "== pytest $(TESTS)"
+	@rc=0; $(BIN)/python -m pytest $(TESTS) || rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(TESTS)/ (exit 5); the library must have tests" >&2; exit 1; fi; \
+	 exit $$rc
+
+test-notebooks: $(STAMP)
+	@echo "== pytest --nbval $(NOTEBOOKS)/"
+	@ls $(NOTEBOOKS)/*.ipynb >/dev/null 2>&1 || { echo "error: no notebooks in $(NOTEBOOKS)/" >&2; exit 1; }
+	@rc=0; $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 \
+	   -p no:cacheprovider $(NOTEBOOKS)/ || rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "error: nbval collected no cells in $(NOTEBOOKS)/ (exit 5)" >&2; exit 1; fi; \
+	 exit $$rc
+
+# ---------------------------------------------------------------------------------------------
+clean:
+	rm -rf $(BUILD) .pytest_cache
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 \
+	  | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,137 @@
+"""Check a built Jupyter Book site (standard library only).
+
+usage: python tools/check_site.py [_build/html]
+
+Checks that
+  * index.html exists, and a page exists for every file named in _toc.yml;
+  * no HTML page loads a script or stylesheet (<script src>, <link href>) from the network,
+    and no page or stylesheet refers to Google Fonts;
+  * every local script and stylesheet a page loads exists;
+  * MathJax is referenced by at least one page, always from a local file that exists;
+  * every notebook page embeds at least one image (a file under _images/ or a data: URI)
+    and has a Colab launch link.
+Prints one summary line; exits non-zero with the list of problems on failure.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTERNAL = re.compile(r"^(https?:)?//", re.IGNORECASE)
+
+
+class Tags(HTMLParser):
+    """Collects the attributes of <script>, <link>, <img> and <a> tags."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.scripts: list[str] = []
+        self.links: list[tuple[str, str]] = []  # (rel, href)
+        self.images: list[str] = []
+        self.anchors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: (v or "") for k, v in attrs}
+        if tag == "script" and a.get("src"):
+            self.scripts.append(a["src"])
+        elif tag == "link" and a.get("href"):
+            self.links.append((a.get("rel", ""), a["href"]))
+        elif tag == "img" and a.get("src"):
+            self.images.append(a["src"])
+        elif tag == "a" and a.get("href"):
+            self.anchors.append(a["href"])
+
+    handle_startendtag = handle_starttag
+
+
+def toc_files(toc: Path) -> list[str]:
+    """The `root:` and `file:` entries of a _toc.yml, read without a YAML parser."""
+    entries = re.findall(r"^\s*(?:-\s*)?(?:root|file)\s*:\s*['\"]?([^'\"#\s]+)", toc.read_text("utf-8"), re.M)
+    return [re.sub(r"\.(md|ipynb)$", "", e) for e in entries]
+
+
+def local_target(page: Path, url: str) -> Path:
+    path = unquote(urlsplit(url).path)
+    return (page.parent / path).resolve()
+
+
+def main(html_dir: Path) -> int:
+    problems: list[str] = []
+    html_dir = html_dir.resolve()
+    if not (html_dir / "index.html").is_file():
+        print(f"check_site: FAILED: {html_dir}/index.html does not exist (was the book built?)")
+        return 1
+
+    files = toc_files(ROOT / "_toc.yml")
+    notebooks = [f for f in files if (ROOT / f"{f}.ipynb").is_file()]
+    for f in files:
+        if not (html_dir / f"{f}.html").is_file():
+            problems.append(f"missing page {f}.html for _toc.yml entry {f!r}")
+
+    images_dir = (html_dir / "_images").resolve()
+    mathjax_refs: set[str] = set()
+    pages = sorted(html_dir.rglob("*.html"))
+    for page in pages:
+        rel = page.relative_to(html_dir).as_posix()
+        text = page.read_text("utf-8", errors="replace")
+        tags = Tags()
+        tags.feed(text)
+        if "fonts.googleapis" in text or "fonts.gstatic" in text:
+            problems.append(f"{rel}: refers to Google Fonts")
+        for src in tags.scripts:
+            if EXTERNAL.match(src):
+                problems.append(f"{rel}: external script {src}")
+                continue
+            if src.startswith("data:") or "{{" in src:  # "{{": a theme's Jinja template in _static/
+                continue
+            if not local_target(page, src).is_file():
+                problems.append(f"{rel}: script {src} does not exist")
+            if "mathjax" in src.lower():
+                mathjax_refs.add(local_target(page, src).relative_to(html_dir).as_posix())
+        for link_rel, href in tags.links:
+            if EXTERNAL.match(href):
+                problems.append(f"{rel}: external <link rel={link_rel!r}> {href}")
+            elif "stylesheet" in link_rel and "{{" not in href and not local_target(page, href).is_file():
+                problems.append(f"{rel}: stylesheet {href} does not exist")
+
+        name = rel[: -len(".html")]
+        if name in notebooks:
+            good = [
+                s for s in tags.images
+                if s.startswith("data:image/")
+                or (not EXTERNAL.match(s) and local_target(page, s).is_file()
+                    and images_dir in local_target(page, s).parents)
+            ]
+            if not good:
+                problems.append(f"{rel}: notebook page embeds no image (no output figure in _images/ or data: URI)")
+            if not any("colab.research.google.com" in h for h in tags.anchors):
+                problems.append(f"{rel}: notebook page has no Colab launch link")
+
+    for css in html_dir.rglob("*.css"):
+        if "fonts.googleapis" in css.read_text("utf-8", errors="replace"):
+            problems.append(f"{css.relative_to(html_dir)}: imports Google Fonts")
+
+    if not mathjax_refs:
+        problems.append("no page references MathJax (math would not render)")
+    if not (html_dir / "_static/mathjax/output/chtml/fonts/woff-v2").is_dir():
+        problems.append("_static/mathjax/output/chtml/fonts/woff-v2 is missing (MathJax fonts)")
+
+    if problems:
+        print(f"check_site: FAILED: {len(problems)} problem(s) in {html_dir}")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print(
+        f"check_site: OK: {len(pages)} pages, {len(notebooks)} notebook page(s) with figures and "
+        f"Colab links, MathJax local ({', '.join(sorted(mathjax_refs))}), no external scripts/styles"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "_build/html")))
