@@ -1,0 +1,115 @@
+"""The training loop: schedule, parameter groups, exact resume after SIGKILL, torchrun/DDP."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.testing import assert_close
+
+from bertlab import BertConfig, BertForSequenceClassification
+from bertlab.train import epoch_batches, latest_checkpoint, linear_schedule, parameter_groups
+
+SCRIPT = Path(__file__).with_name("train_script.py")
+ENV = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], env=ENV, check=True,
+                          capture_output=True, text=True, **kw)
+
+
+def test_linear_warmup_then_decay():
+    f = linear_schedule(warmup=4, total=10)
+    assert [round(f(s), 4) for s in range(11)] == [0.25, 0.5, 0.75, 1.0, 1.0, 0.8333, 0.6667, 0.5, 0.3333, 0.1667, 0.0]
+
+
+def test_no_weight_decay_on_biases_and_layernorm():
+    model = BertForSequenceClassification(BertConfig.from_preset("tiny", vocab_size=50))
+    decay, no_decay = parameter_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(names[id(p)].endswith("weight") and "LayerNorm" not in names[id(p)] for p in decay["params"])
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+
+
+def test_epoch_batches_are_seeded_permutations_and_length_grouping_pads_less():
+    a = epoch_batches(103, 10, seed=1, epoch=0)
+    assert a == epoch_batches(103, 10, seed=1, epoch=0) != epoch_batches(103, 10, seed=1, epoch=1)
+    assert sorted(i for b in a for i in b) == list(range(103)) and len(a[-1]) == 3
+    assert len(epoch_batches(103, 10, seed=1, epoch=0, drop_last=True)) == 10
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, 500, (1000,), generator=g).tolist()
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    grouped = epoch_batches(1000, 16, seed=1, epoch=0, lengths=lengths)
+    assert sorted(i for b in grouped for i in b) == list(range(1000))
+    assert padding(grouped) < 0.2 * padding(epoch_batches(1000, 16, seed=1, epoch=0))
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    run(tmp_path / "straight", "--steps", 12, "--save-every", 4)
+    interrupted = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(interrupted), "--steps", "12", "--save-every", "4",
+                             "--slow", "0.4"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ckpt = latest_checkpoint(interrupted)
+        if ckpt is not None and ckpt.name == "step-00000004":
+            break
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.05)
+    time.sleep(0.6)  # let it get a step or so past the checkpoint, then kill it hard
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (interrupted / "final-rank0.safetensors").exists(), "the run finished before the kill"
+    logged = [json.loads(x)["step"] for x in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert 4 <= max(logged) < 12
+
+    run(interrupted, "--steps", 12, "--save-every", 4, "--resume")
+    a = load_file(str(tmp_path / "straight" / "final-rank0.safetensors"))
+    b = load_file(str(interrupted / "final-rank0.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert_close(b[k], a[k], atol=1e-6, rtol=0, msg=k)
+    steps = [json.loads(x)["step"] for x in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13)), "the log has each step once after the resume"
+    assert json.loads((interrupted / "losses-rank0.json").read_text()) == pytest.approx(
+        json.loads((tmp_path / "straight" / "losses-rank0.json").read_text()), abs=1e-6)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_match_one_process(tmp_path):
+    """2 ranks x batch 4 (gloo, CPU) == 1 process x batch 8: identical weights on both ranks, same losses."""
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+         f"--master_port={free_port()}", str(SCRIPT), str(tmp_path / "ddp"), "--steps", "6", "--batch-size", "4",
+         "--dropout", "0.0"],
+        env=ENV, check=True, capture_output=True, text=True, timeout=300,
+    )
+    run(tmp_path / "single", "--steps", 6, "--batch-size", 8, "--dropout", 0.0)
+    r0 = load_file(str(tmp_path / "ddp" / "final-rank0.safetensors"))
+    r1 = load_file(str(tmp_path / "ddp" / "final-rank1.safetensors"))
+    single = load_file(str(tmp_path / "single" / "final-rank0.safetensors"))
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+        assert_close(r0[k], single[k], atol=1e-5, rtol=1e-4, msg=k)
+    ddp_losses = json.loads((tmp_path / "ddp" / "losses-rank0.json").read_text())
+    single_losses = json.loads((tmp_path / "single" / "losses-rank0.json").read_text())
+    assert ddp_losses == pytest.approx(single_losses, abs=1e-5)
+    assert len(ddp_losses) == 6
