@@ -28,8 +28,8 @@ def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> t
     The most negative finite number rather than -inf keeps a fully padded row finite (softmax
     of equal scores is uniform) instead of turning it into NaN.
     """
-    mask = attention_mask[:, None, None, :].to(dtype)
-    return (1.0 - mask) * torch.finfo(dtype).min
+    padded = attention_mask[:, None, None, :] == 0
+    return torch.zeros(padded.shape, dtype=dtype, device=attention_mask.device).masked_fill(padded, torch.finfo(dtype).min)
 
 
 def scaled_dot_product_attention(

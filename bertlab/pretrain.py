@@ -1,0 +1,265 @@
+"""Pretraining from raw text: tokenizer, NSP pairs, dynamic masks, the training loop, evaluation.
+
+`run_pretraining(PretrainArgs(...))` is what `bertlab pretrain` runs. The run folder it leaves:
+
+    config.json, model.safetensors   the final BertForPreTraining (Hugging Face format)
+    vocab.txt, tokenizer.json, ...   the WordPiece tokenizer it was trained with
+    metrics.jsonl                    one JSON record per logged step (train and held-out metrics)
+    pretraining_curves.png           loss and accuracy curves
+    summary.json                     the final held-out metrics, tokens/s, data statistics
+    args.json                        the arguments of the run
+    checkpoints/                     the latest checkpoints, for --resume
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import PRESETS, BertConfig
+from .model import BertForPreTraining
+from .tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
+
+
+class PretrainError(ValueError):
+    """Arguments or inputs that cannot make a pretraining run."""
+
+
+@dataclass
+class PretrainArgs:
+    output: str
+    corpus: Sequence[str] = ("news",)
+    preset: str = "tiny"
+    vocab_size: int = 8000
+    tokenizer: str | None = None  # an existing tokenizer folder instead of training one
+    lowercase: bool = True
+    max_seq_length: int = 128
+    short_seq_prob: float = 0.1
+    dupe_factor: int = 1
+    masked_lm_prob: float = 0.15
+    whole_word_mask: bool = False
+    batch_size: int = 32
+    grad_accum_steps: int = 1
+    steps: int = 1000
+    learning_rate: float = 5e-4
+    warmup_steps: int | None = None
+    weight_decay: float = 0.01
+    heldout: float = 0.01
+    max_eval_examples: int = 1000
+    eval_every: int | None = None
+    save_every: int | None = None
+    log_every: int = 10
+    seed: int = 0
+    amp: str = "auto"
+    compile: bool = False
+    tensorboard: bool = False
+    num_workers: int = 0
+    data_dir: str | None = None
+    resume: bool = False
+    progress: bool | None = None
+    max_minutes: float | None = None  # stop (and save) after this much training time
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def validate(args: PretrainArgs) -> None:
+    """Check what can be checked before any work or any file is written."""
+    if args.preset not in PRESETS:
+        raise PretrainError(f"--preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
+    positions = BertConfig.from_preset(args.preset).max_position_embeddings
+    if not 8 <= args.max_seq_length <= positions:
+        raise PretrainError(
+            f"--max-seq-length {args.max_seq_length}: must lie between 8 and the model's {positions} positions"
+        )
+    if args.tokenizer is None and args.vocab_size < len(SPECIAL_TOKENS) + 50:
+        raise PretrainError(
+            f"--vocab-size {args.vocab_size}: too small; the {len(SPECIAL_TOKENS)} special tokens and an "
+            f"alphabet need at least {len(SPECIAL_TOKENS) + 50}"
+        )
+    for name in ("batch_size", "steps", "grad_accum_steps", "dupe_factor"):
+        if getattr(args, name) < 1:
+            raise PretrainError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0.0 < args.masked_lm_prob < 1.0:
+        raise PretrainError(f"--masked-lm-prob {args.masked_lm_prob}: must lie in (0, 1)")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise PretrainError(f"--output {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.resume:
+        raise PretrainError(f"--output {out}: folder exists and is not empty (use --resume to continue it)")
+    if args.resume and not (out / "tokenizer.json").is_file():
+        raise PretrainError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
+
+
+def pretraining_metrics(batch: dict[str, torch.Tensor], out) -> dict[str, float]:
+    """MLM accuracy at the masked positions and NSP accuracy of one batch."""
+    metrics = {}
+    if out.masked_positions is not None and out.prediction_logits.numel():
+        targets = batch["labels"][out.masked_positions]
+        metrics["mlm_accuracy"] = (out.prediction_logits.argmax(-1) == targets).float().mean().item()
+    if "next_sentence_label" in batch:
+        metrics["nsp_accuracy"] = (out.seq_relationship_logits.argmax(-1) == batch["next_sentence_label"]).float().mean().item()
+    return metrics
+
+
+@torch.no_grad()
+def evaluate_pretraining(model: BertForPreTraining, dataset, collate, batch_size: int = 64) -> dict[str, float]:
+    """Held-out MLM loss (per masked token), accuracy and perplexity, and NSP accuracy and loss."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    mlm_loss = mlm_correct = masked = nsp_loss = nsp_correct = n = 0.0
+    for start in range(0, len(dataset), batch_size):
+        batch = collate([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(**batch)
+        targets = batch["labels"][out.masked_positions]
+        logits = out.prediction_logits.float()
+        mlm_loss += F.cross_entropy(logits, targets, reduction="sum").item()
+        mlm_correct += (logits.argmax(-1) == targets).sum().item()
+        masked += targets.numel()
+        nsp = batch["next_sentence_label"]
+        nsp_loss += F.cross_entropy(out.seq_relationship_logits.float(), nsp, reduction="sum").item()
+        nsp_correct += (out.seq_relationship_logits.argmax(-1) == nsp).sum().item()
+        n += nsp.numel()
+    model.train(was_training)
+    loss = mlm_loss / max(masked, 1)
+    return {
+        "mlm_loss": loss,
+        "mlm_accuracy": mlm_correct / max(masked, 1),
+        "perplexity": math.exp(min(loss, 50.0)),
+        "nsp_loss": nsp_loss / max(n, 1),
+        "nsp_accuracy": nsp_correct / max(n, 1),
+        "masked_tokens": int(masked),
+    }
+
+
+@torch.no_grad()
+def fill_mask(model, tokenizer: WordPieceTokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in `text`: the `top_k` most likely tokens and their probabilities."""
+    batch = tokenizer([text])
+    positions = (batch["input_ids"][0] == tokenizer.mask_token_id).nonzero().squeeze(1)
+    if positions.numel() == 0:
+        raise ValueError(f"no [MASK] token in {text!r}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = model(**{k: v.to(device) for k, v in batch.items()})
+    model.train(was_training)
+    logits = out.prediction_logits if out.prediction_logits is not None else out.logits  # (1, T, V)
+    probs = logits[0, positions].float().softmax(-1)  # (M, V)
+    top = probs.topk(top_k, dim=-1)
+    return [
+        [(tokenizer.convert_ids_to_tokens([int(i)])[0], float(p)) for p, i in zip(ps, ids)]
+        for ps, ids in zip(top.values, top.indices)
+    ]
+
+
+def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
+    """The whole pipeline; returns the run's summary (also written to summary.json)."""
+    from .data import MLMCollator, build_pretraining_dataset, corpus_stats, load_corpus, split_heldout
+    from .plots import save_pretraining_curves
+    from .tokenizer import train_wordpiece
+    from .train import Trainer, TrainConfig
+
+    validate(args)
+    out = Path(args.output)
+    started = time.perf_counter()
+
+    # 1. text: documents of sentences, a deterministic held-out slice of documents
+    documents = load_corpus(list(args.corpus), args.data_dir)
+    stats = corpus_stats(documents)
+    if stats["documents"] - stats["empty_documents"] < 3:
+        raise PretrainError(f"--corpus {' '.join(args.corpus)}: needs at least 3 non-empty documents, found "
+                            f"{stats['documents'] - stats['empty_documents']}")
+    train_docs, heldout_docs = split_heldout(documents, args.heldout if args.heldout < 1 else int(args.heldout), args.seed)
+    log(f"corpus: {stats['documents']:,} documents, {stats['sentences']:,} sentences, {stats['words']:,} words "
+        f"({len(heldout_docs):,} documents held out)")
+
+    # 2. tokenizer: trained on the training documents only (or given, or the one of the run resumed)
+    if args.resume:
+        tokenizer = WordPieceTokenizer.from_pretrained(out)
+    elif args.tokenizer:
+        tokenizer = WordPieceTokenizer.from_pretrained(args.tokenizer)
+    else:
+        tokenizer = train_wordpiece(train_docs, vocab_size=args.vocab_size, lowercase=args.lowercase)
+    log(f"tokenizer: {tokenizer.vocab_size:,} WordPiece tokens")
+
+    # 3. NSP pairs; masks are drawn afresh each epoch by the collator
+    train_set = build_pretraining_dataset(train_docs, tokenizer, args.max_seq_length, args.short_seq_prob,
+                                          args.dupe_factor, args.seed)
+    eval_set = build_pretraining_dataset(heldout_docs, tokenizer, args.max_seq_length, args.short_seq_prob, 1,
+                                         args.seed + 1)
+    eval_set.instances = eval_set.instances[: args.max_eval_examples]
+    if len(train_set) < args.batch_size:
+        raise PretrainError(f"--corpus: only {len(train_set)} training examples, fewer than one batch of "
+                            f"{args.batch_size}")
+    data_stats = train_set.stats()
+    log(f"examples: {len(train_set):,} training pairs ({data_stats['tokens']:,} tokens), "
+        f"{len(eval_set):,} held-out pairs")
+    collate = MLMCollator(tokenizer, masked_lm_prob=args.masked_lm_prob, whole_word_mask=args.whole_word_mask,
+                          seed=args.seed)
+    eval_collate = MLMCollator(tokenizer, masked_lm_prob=args.masked_lm_prob, seed=args.seed + 1)
+
+    # 4. the model
+    torch.manual_seed(args.seed)
+    config = BertConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size,
+                                    pad_token_id=tokenizer.pad_token_id)
+    model = BertForPreTraining(config)
+    log(f"model: {args.preset} preset, {model.num_parameters():,} parameters")
+
+    # Everything that can fail on bad input has run: from here on the run folder is written.
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        tokenizer.save(out)
+    (out / "args.json").write_text(json.dumps(asdict(args), indent=2, default=str) + "\n")
+
+    train_cfg = TrainConfig(
+        output_dir=str(out), max_steps=args.steps, batch_size=args.batch_size,
+        grad_accum_steps=args.grad_accum_steps, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps, seed=args.seed, amp=args.amp, compile=args.compile,
+        log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
+        num_workers=args.num_workers, progress=args.progress, tensorboard=args.tensorboard,
+    )
+    deadline = started + args.max_minutes * 60 if args.max_minutes else None
+
+    def stop_at_deadline(trainer, step, record):
+        if deadline and time.perf_counter() > deadline and trainer.step < trainer.total_steps:
+            log(f"time limit of {args.max_minutes} minutes reached at step {step}")
+            trainer.total_steps = trainer.step  # ends the loop after this step
+
+    trainer = Trainer(
+        model, train_set, collate, train_cfg,
+        eval_fn=lambda m: evaluate_pretraining(m, eval_set, eval_collate),
+        metrics_fn=pretraining_metrics,
+        callbacks=[stop_at_deadline],
+    )
+    train_start = time.perf_counter()
+    result = trainer.train(resume=args.resume)
+    train_seconds = time.perf_counter() - train_start
+
+    # 5. the final model, curves and summary
+    model.save_pretrained(out)
+    save_pretraining_curves(result.history, out / "pretraining_curves.png")
+    final = next((r for r in reversed(result.history) if "eval_mlm_loss" in r), {})
+    train_records = [r for r in result.history if "train_mlm_loss" in r]
+    tokens_per_s = [r["tokens_per_s"] for r in train_records if "tokens_per_s" in r]
+    summary = {
+        "steps": result.step,
+        "train_seconds": round(train_seconds, 1),
+        "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
+        "first_train_mlm_loss": train_records[0]["train_mlm_loss"] if train_records else None,
+        "last_train_mlm_loss": train_records[-1]["train_mlm_loss"] if train_records else None,
+        "heldout": {k[len("eval_"):]: v for k, v in final.items() if k.startswith("eval_")},
+        "corpus": stats,
+        "train_examples": data_stats,
+        "parameters": model.num_parameters(),
+        "vocab_size": tokenizer.vocab_size,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
