@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("text", nargs="+", help="sentences containing [MASK]")
     f.set_defaults(func=cmd_fill_mask)
 
+    # Fine-tuning, prediction, evaluation and baselines register their own subcommands.
+    from . import evaluate, finetune
+
+    finetune.add_subcommands(sub)
+    evaluate.add_subcommands(sub)
+
     b = sub.add_parser("bench", help="throughput against transformers (see `bertlab bench --help`)", add_help=False)
     b.add_argument("bench_args", nargs=argparse.REMAINDER)
     b.set_defaults(func=cmd_bench)
