@@ -9,7 +9,7 @@ from .model import (
     BertModel,
     ModelOutput,
 )
-from .tokenizer import WordPieceTokenizer
+from .tokenizer import WordPieceTokenizer, train_wordpiece
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "BertForSequenceClassification",
     "ModelOutput",
     "WordPieceTokenizer",
+    "train_wordpiece",
     "ConfigError",
     "CheckpointError",
     "__version__",
