@@ -113,3 +113,53 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     single_losses = json.loads((tmp_path / "single" / "losses-rank0.json").read_text())
     assert ddp_losses == pytest.approx(single_losses, abs=1e-5)
     assert len(ddp_losses) == 6
+
+
+def _toy_trainer(tmp_path, **overrides):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from train_script import Toy, collate
+
+    from bertlab.train import Trainer, TrainConfig
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32))
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), max_steps=8, batch_size=8, learning_rate=1e-3,
+                      warmup_steps=1, log_every=1, progress=False, **overrides)
+    return Trainer(model, Toy(), collate, cfg)
+
+
+def test_bf16_autocast_path_runs_on_cpu(tmp_path):
+    trainer = _toy_trainer(tmp_path, amp="bf16")
+    assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()
+    result = trainer.train()
+    losses = [r["train_loss"] for r in result.history]
+    assert len(losses) == 8 and all(l == l for l in losses)  # finite, no NaN
+    assert trainer.model.classifier.weight.dtype == torch.float32  # master weights stay float32
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+    """4 x 2 accumulated micro-batches make the same update as one batch of 8 (dropout off)."""
+    a = _toy_trainer(tmp_path / "a", grad_accum_steps=1)
+    b = _toy_trainer(tmp_path / "b", grad_accum_steps=2)
+    b.config.batch_size = 4
+    b.global_batch = 4
+    for t in (a, b):
+        t.model.apply(lambda m: setattr(m, "p", 0.0) if isinstance(m, torch.nn.Dropout) else None)
+        for layer in t.model.bert.encoder.layer:
+            layer.attention.self.dropout_p = 0.0
+        t.total_steps = 3
+    a.train(), b.train()
+    for (name, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+        assert_close(p, q, atol=2e-6, rtol=1e-5, msg=name)
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        trainer = _toy_trainer(tmp_path, tensorboard=True)
+        with pytest.raises(ValueError, match="needs the tensorboard package"):
+            trainer.train()
+    else:
+        result = _toy_trainer(tmp_path, tensorboard=True).train()
+        assert (tmp_path / "run" / "tensorboard").is_dir() and result.step == 8
