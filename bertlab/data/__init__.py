@@ -36,3 +36,20 @@ __all__ = [
     "MLMCollator",
     "build_pretraining_dataset",
 ]
+
+# Text-classification data sets (embedded Rotten Tomatoes, SST-2, ChnSentiCorp, local files).
+from .classification import (
+    ClassificationData,
+    ClassificationDataError,
+    ClassificationSplit,
+    load_classification,
+    load_texts,
+)
+
+__all__ += [
+    "ClassificationDataError",
+    "ClassificationSplit",
+    "ClassificationData",
+    "load_classification",
+    "load_texts",
+]

