@@ -121,7 +121,10 @@ def bench_train_step(task: str = "pretrain", preset: str = "tiny", vocab_size: i
     loss_diff = check_equal(ours, ref, batches[0])
     ours, ref = ours.to(dev), ref.to(dev)
     batches = [{k: v.to(dev) for k, v in b.items()} for b in batches]
-    opts = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, m in (("bertlab", ours), ("transformers", ref))}
+    # The same optimizer for both: fused AdamW, as bertlab's Trainer and transformers' Trainer both default to.
+    from .train import adamw
+
+    opts = {name: adamw(m.parameters(), lr=1e-5) for name, m in (("bertlab", ours), ("transformers", ref))}
     models = {"bertlab": ours, "transformers": ref}
     for name in models:  # warm-up step, not timed
         _train_steps(models[name], opts[name], batches[:1], dev)

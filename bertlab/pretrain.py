@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,7 +91,8 @@ def validate(args: PretrainArgs) -> None:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise PretrainError(f"--output {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.resume:
+    first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 creates the folder
+    if first_rank and out.is_dir() and any(out.iterdir()) and not args.resume:
         raise PretrainError(f"--output {out}: folder exists and is not empty (use --resume to continue it)")
     if args.resume and not (out / "tokenizer.json").is_file():
         raise PretrainError(f"--resume: {out} holds no run to resume (no tokenizer.json)")

@@ -108,6 +108,14 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw(params, **kwargs) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one pass over all parameters) where this torch has it."""
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # an old torch, or a device without the kernel
+        return torch.optim.AdamW(params, **kwargs)
+
+
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
     """Learning-rate factor: 0 -> 1 over `warmup` steps, then 1 -> 0 at `total`."""
 
@@ -236,11 +244,8 @@ class Trainer:
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
         warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * self.total_steps)
 
-        fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, config.weight_decay), lr=config.learning_rate,
-            betas=config.adam_betas, eps=config.adam_eps, **({"fused": True} if fused else {}),
-        )
+        self.optimizer = adamw(parameter_groups(self.model, config.weight_decay), lr=config.learning_rate,
+                               betas=config.adam_betas, eps=config.adam_eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_schedule(warmup, self.total_steps))
         self.amp_dtype, use_scaler = autocast_settings(self.device, config.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
