@@ -1,0 +1,124 @@
+"""Regenerate the classification results table (`make results`).
+
+For each data set (the embedded Rotten Tomatoes snippets and SST-2, whose test split is the GLUE
+SST-2 dev set papers report) it fits or fine-tunes, then evaluates on the test split:
+
+    majority class, TF-IDF + logistic regression        bertlab baseline
+    tiny BERT, random initialisation                     bertlab finetune --from-scratch
+    tiny BERT, pretrained by `bertlab pretrain` on news  bertlab finetune --model PRETRAINED
+    MiniLM-L6 (the embedded real weights)                bertlab finetune --model minilm-l6
+
+and writes OUTPUT/results.json and OUTPUT/results.md (accuracy with its 95% bootstrap interval,
+macro-F1, CPU training time). Every number comes from the run folders it creates under --runs.
+
+    python tools/make_results.py --pretrained runs/tiny-news --output results/classification
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DATASETS = {"rotten_tomatoes": "Rotten Tomatoes (embedded)", "sst2": "SST-2 (GLUE dev = test here)"}
+
+
+def bertlab(*args: str) -> None:
+    cmd = [sys.executable, "-m", "bertlab.cli", *args]
+    print("$ bertlab " + " ".join(args), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def neural_row(name: str, run: Path, data: str) -> dict:
+    summary = read(run / "finetune_summary.json")
+    metrics = read(run / f"eval-{data}-test" / "metrics.json")
+    return {"model": name, "accuracy": metrics["accuracy"], "accuracy_ci": metrics["intervals"]["accuracy"],
+            "macro_f1": metrics["macro_f1"], "train_seconds": summary["train_seconds"], "steps": summary["steps"]}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pretrained", default="runs/tiny-news", help="a `bertlab pretrain` run folder (tiny preset)")
+    p.add_argument("--runs", default="runs/results", help="where the run folders go")
+    p.add_argument("--output", default="results/classification")
+    p.add_argument("--data", nargs="+", default=list(DATASETS))
+    p.add_argument("--tiny-steps", type=int, default=1500, help="optimizer steps of each tiny fine-tuning run")
+    p.add_argument("--tiny-lr", type=float, default=3e-4, help="learning rate of both tiny runs (same budget)")
+    p.add_argument("--minilm-steps", type=int, nargs="+", default=[1000, 2400],
+                   help="optimizer steps of the MiniLM run on each data set (in --data order); 2400 steps on "
+                        "SST-2 keep it under 15 minutes on 2 CPU cores")
+    p.add_argument("--max-train-examples", type=int, help="cap the training examples (quick runs)")
+    a = p.parse_args()
+
+    runs, out = Path(a.runs), Path(a.output)
+    runs.mkdir(parents=True, exist_ok=True)
+    table: dict[str, list[dict]] = {}
+    started = time.perf_counter()
+    cap = ["--max-train-examples", str(a.max_train_examples)] if a.max_train_examples else []
+    tiny = ["--max-steps", str(a.tiny_steps), "--batch-size", "32", "--learning-rate", str(a.tiny_lr),
+            "--max-eval-examples", "2000"]
+    for data, minilm_steps in zip(a.data, a.minilm_steps * len(a.data)):
+        rows = []
+        base = runs / f"baseline-{data}"
+        if not (base / "summary.json").is_file():
+            bertlab("baseline", "--data", data, "--split", "test", "--output", str(base))
+        for key, label in (("majority", "majority class"), ("tfidf_lr", "TF-IDF + logistic regression")):
+            m = read(base / key / "metrics.json")
+            rows.append({"model": label, "accuracy": m["accuracy"], "accuracy_ci": m["intervals"]["accuracy"],
+                         "macro_f1": m["macro_f1"], "train_seconds": m.get("fit_seconds"), "steps": None})
+        runs_spec = [
+            ("tiny BERT, random init", f"tiny-scratch-{data}",
+             ["--from-scratch", "--model", a.pretrained, *tiny]),
+            ("tiny BERT, pretrained on news", f"tiny-pretrained-{data}", ["--model", a.pretrained, *tiny]),
+            ("MiniLM-L6 (real pretrained weights)", f"minilm-{data}",
+             ["--model", "minilm-l6", "--max-steps", str(minilm_steps), "--batch-size", "32",
+              "--learning-rate", "1e-4", "--max-eval-examples", "2000"]),
+        ]
+        for label, folder, flags in runs_spec:
+            run = runs / folder
+            if not (run / "finetune_summary.json").is_file():
+                bertlab("finetune", "--data", data, "--output", str(run), "--seed", "0", *flags, *cap)
+            if not (run / f"eval-{data}-test" / "metrics.json").is_file():
+                bertlab("evaluate", "--model", str(run), "--data", data, "--split", "test")
+            rows.append(neural_row(label, run, data))
+        tfidf = rows[1]["accuracy"]
+        for r in rows[2:]:
+            r["below_tfidf"] = r["accuracy"] < tfidf
+        table[data] = rows
+
+    result = {
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores",
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "pretrained": a.pretrained,
+        "tables": table,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"Test-split results ({result['date']}, {result['machine']}; made by `make results`).", ""]
+    for data, rows in table.items():
+        lines += [f"**{DATASETS.get(data, data)}**", "",
+                  "| model | accuracy (95% CI) | macro-F1 | CPU training time |", "|---|---|---|---|"]
+        for r in rows:
+            lo, hi = r["accuracy_ci"]
+            secs = r["train_seconds"]
+            note = " (below TF-IDF + LR)" if r.get("below_tfidf") else ""
+            lines.append(f"| {r['model']}{note} | {r['accuracy']:.3f} ({lo:.3f}–{hi:.3f}) | {r['macro_f1']:.3f} | "
+                         f"{'—' if secs is None else f'{secs:.0f} s'} |")
+        lines.append("")
+    (out / "results.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
