@@ -1,0 +1,37 @@
+"""`make results` (tools/make_results.py) end to end at a tiny budget on the embedded data set."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bertlab.cli import main
+from bertlab.data import load_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_make_results_quick(tmp_path):
+    corpus = tmp_path / "news100.txt"
+    corpus.write_text("\n\n".join("\n".join(d) for d in load_corpus("news")[:100]) + "\n", encoding="utf-8")
+    pretrained = tmp_path / "pretrained"
+    assert main(["pretrain", "--corpus", str(corpus), "--vocab-size", "1000", "--max-seq-length", "64",
+                 "--batch-size", "8", "--steps", "4", "--heldout", "5", "--max-eval-examples", "16",
+                 "--output", str(pretrained)]) == 0
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_results.py"), "--pretrained", str(pretrained),
+                    "--runs", str(tmp_path / "runs"), "--output", str(out), "--data", "rotten_tomatoes",
+                    "--tiny-steps", "4", "--minilm-steps", "2", "--max-train-examples", "64"],
+                   check=True, capture_output=True, text=True)
+    result = json.loads((out / "results.json").read_text())
+    rows = result["tables"]["rotten_tomatoes"]
+    assert [r["model"] for r in rows] == ["majority class", "TF-IDF + logistic regression", "tiny BERT, random init",
+                                          "tiny BERT, pretrained on news", "MiniLM-L6 (real pretrained weights)"]
+    for r in rows:
+        lo, hi = r["accuracy_ci"]
+        assert 0 <= lo <= r["accuracy"] <= hi <= 1 and 0 <= r["macro_f1"] <= 1
+    for r in rows[2:]:
+        assert r["below_tfidf"] == (r["accuracy"] < rows[1]["accuracy"])
+    assert abs(rows[0]["accuracy"] - 0.578) < 0.01  # the majority class share of the test split
+    md = (out / "results.md").read_text()
+    assert "| model | accuracy (95% CI) | macro-F1 | CPU training time |" in md and md.count("\n|") >= 7
