@@ -32,8 +32,11 @@ class ModelOutput:
     seq_relationship_logits: torch.Tensor | None = None
     mlm_loss: torch.Tensor | None = None
     nsp_loss: torch.Tensor | None = None
-    # With MLM labels: a (B, T) bool tensor, True where `prediction_logits` rows come from.
+    # With MLM labels: a (B, T) bool tensor, True where `prediction_logits` rows come from,
+    # and the argmax token at each of those positions (N,). In training (gradients on, no
+    # autocast) the (N, V) MLM logits are not kept, only these predictions: see masked_lm_loss.
     masked_positions: torch.Tensor | None = None
+    mlm_predictions: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
@@ -300,23 +303,91 @@ class BertPreTrainingHeads(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)  # NSP: IsNext / NotNext
 
 
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of `hidden @ weight.T + bias` against `targets`, gradients made in the forward pass.
+
+    The (N, V) logits are computed a block of rows at a time; each block is turned into its own
+    gradient in place (softmax minus one-hot, over N) and multiplied into the gradients of `hidden`,
+    `weight` and `bias` at once. No (N, V) matrix is kept for the backward pass, which only scales
+    the three stored gradients: the same three matrix products as autograd's version, two fewer
+    passes over the logits, and blocks small enough to be reused rather than freshly mapped by the
+    allocator each step. Returns (loss, argmax predictions (N,)).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, block_rows):
+        n = hidden.shape[0]
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight)
+        grad_bias = torch.zeros_like(bias)
+        predictions = torch.empty(n, dtype=torch.long, device=hidden.device)
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, n, block_rows):
+            stop = min(n, start + block_rows)
+            h, t = hidden[start:stop], targets[start:stop]
+            rows = torch.arange(stop - start, device=hidden.device)
+            logits = F.linear(h, weight, bias).float()  # (n_b, V)
+            top, predictions[start:stop] = logits.max(-1)  # one pass: the max and the argmax
+            target_logit = logits[rows, t]
+            e = logits.sub_(top.unsqueeze(1)).exp_()  # exp(logit - max), in place
+            total = e.sum(-1)  # (n_b,)
+            loss += (top + total.log() - target_logit).sum()  # logsumexp - target logit
+            grad = e.mul_((1.0 / n) / total.unsqueeze(1))  # softmax / n
+            grad[rows, t] -= 1.0 / n  # d(mean loss) / d(logits) = (softmax - one-hot) / n
+            grad = grad.to(hidden.dtype)
+            grad_hidden[start:stop] = grad @ weight
+            grad_weight.addmm_(grad.t(), h)
+            grad_bias += grad.sum(0)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        ctx.mark_non_differentiable(predictions)
+        return loss / n, predictions
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_predictions):
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        return grad_hidden * grad_loss, grad_weight * grad_loss, grad_bias * grad_loss, None, None
+
+
+# Rows of logits per block in the fused loss: about 4M numbers (16 MB in float32) per block.
+_FUSED_BLOCK_ELEMENTS = 1 << 22
+
+
 def masked_lm_loss(
     head: BertLMPredictionHead, sequence_output: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Cross-entropy of the MLM head at the positions whose label is not -100.
 
     The positions are gathered *before* the vocabulary projection, so the (tokens x vocab)
     matrix multiply runs on the ~15% masked tokens only: with a 30k vocabulary that projection
     at every position costs more than the rest of a small model. Mean over masked tokens, which
     is the same number as the full cross-entropy with ignore_index=-100.
-    Returns (loss, logits at masked positions (N, V), masked positions (B, T) bool).
+
+    When gradients are being recorded (training) and no autocast is active, the projection and the
+    loss are fused (`_LinearCrossEntropy`) and the (N, V) logits are not kept: the logits returned
+    are then None. Returns (loss, logits at masked positions (N, V) or None, masked positions (B, T)
+    bool, argmax predictions at the masked positions (N,)).
     """
     selected = labels != -100  # (B, T)
-    logits = head(sequence_output[selected])  # (N, V)
+    hidden = sequence_output[selected]  # (N, H)
     targets = labels[selected]  # (N,)
+    fused = (
+        torch.is_grad_enabled()
+        and targets.numel() > 0
+        and not torch.is_autocast_enabled(hidden.device.type)
+        and (hidden.requires_grad or head.decoder.weight.requires_grad)
+    )
+    if fused:
+        transformed = head.transform(hidden)  # (N, H)
+        block_rows = max(1, _FUSED_BLOCK_ELEMENTS // head.decoder.weight.shape[0])
+        loss, predictions = _LinearCrossEntropy.apply(
+            transformed, head.decoder.weight, head.bias, targets, block_rows
+        )
+        return loss, None, selected, predictions
+    logits = head(hidden)  # (N, V)
+    predictions = logits.argmax(-1)
     if targets.numel() == 0:  # nothing masked: a zero that still joins the graph
-        return logits.sum() * 0.0, logits, selected
-    return F.cross_entropy(logits.float(), targets), logits, selected
+        return logits.sum() * 0.0, logits, selected, predictions
+    return F.cross_entropy(logits.float(), targets), logits, selected, predictions
 
 
 class BertForPreTraining(BertPreTrainedModel):
@@ -343,12 +414,15 @@ class BertForPreTraining(BertPreTrainedModel):
     ) -> ModelOutput:
         """Without `labels`, `prediction_logits` is (B, T, V). With `labels` (-100 = not masked), only
         the masked positions go through the vocabulary projection: `prediction_logits` is then (N, V),
-        one row per True entry of `masked_positions` in row-major order."""
+        one row per True entry of `masked_positions` in row-major order, or None while training
+        (see `masked_lm_loss`); `mlm_predictions` (N,) always holds the argmax at those rows."""
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         seq_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
-        mlm_loss = nsp_loss = positions = None
+        mlm_loss = nsp_loss = positions = predictions = None
         if labels is not None:
-            mlm_loss, pred_logits, positions = masked_lm_loss(self.cls.predictions, out.last_hidden_state, labels)
+            mlm_loss, pred_logits, positions, predictions = masked_lm_loss(
+                self.cls.predictions, out.last_hidden_state, labels
+            )
         else:
             pred_logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
         if next_sentence_label is not None:
@@ -361,6 +435,7 @@ class BertForPreTraining(BertPreTrainedModel):
             prediction_logits=pred_logits,
             seq_relationship_logits=seq_logits,
             masked_positions=positions,
+            mlm_predictions=predictions,
             last_hidden_state=out.last_hidden_state,
             pooler_output=out.pooler_output,
             hidden_states=out.hidden_states,
@@ -391,9 +466,9 @@ class BertForMaskedLM(BertPreTrainedModel):
     ) -> ModelOutput:
         """`logits` is (B, T, V) without `labels`; with them, (N, V) at the masked positions only."""
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        loss = positions = None
+        loss = positions = predictions = None
         if labels is not None:
-            loss, logits, positions = masked_lm_loss(self.cls.predictions, out.last_hidden_state, labels)
+            loss, logits, positions, predictions = masked_lm_loss(self.cls.predictions, out.last_hidden_state, labels)
         else:
             logits = self.cls.predictions(out.last_hidden_state)
         return ModelOutput(
@@ -401,6 +476,7 @@ class BertForMaskedLM(BertPreTrainedModel):
             mlm_loss=loss,
             logits=logits,
             masked_positions=positions,
+            mlm_predictions=predictions,
             last_hidden_state=out.last_hidden_state,
             hidden_states=out.hidden_states,
             attentions=out.attentions,

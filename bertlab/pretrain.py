@@ -101,9 +101,9 @@ def validate(args: PretrainArgs) -> None:
 def pretraining_metrics(batch: dict[str, torch.Tensor], out) -> dict[str, float]:
     """MLM accuracy at the masked positions and NSP accuracy of one batch."""
     metrics = {}
-    if out.masked_positions is not None and out.prediction_logits.numel():
+    if out.masked_positions is not None and out.mlm_predictions is not None and out.mlm_predictions.numel():
         targets = batch["labels"][out.masked_positions]
-        metrics["mlm_accuracy"] = (out.prediction_logits.argmax(-1) == targets).float().mean().item()
+        metrics["mlm_accuracy"] = (out.mlm_predictions == targets).float().mean().item()
     if "next_sentence_label" in batch:
         metrics["nsp_accuracy"] = (out.seq_relationship_logits.argmax(-1) == batch["next_sentence_label"]).float().mean().item()
     return metrics

@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from bertlab import BertForPreTraining
+from bertlab import BertConfig, BertForPreTraining
 from bertlab.cli import main
 from bertlab.data import load_corpus
 
@@ -125,3 +125,38 @@ def test_pretrain_help_explains_every_flag():
     for flag in ["--corpus", "--preset", "--vocab-size", "--max-seq-length", "--batch-size", "--steps", "--output",
                  "--resume", "--tokenizer", "--masked-lm-prob", "--whole-word-mask", "--save-every"]:
         assert flag in proc.stdout
+
+
+@pytest.mark.parametrize("block_rows", [3, 1000])
+def test_fused_mlm_loss_matches_autograd(monkeypatch, block_rows):
+    """The training path's fused projection + cross-entropy (gradients made in the forward pass, a
+    block of rows at a time) gives the loss, argmax and gradients of the plain autograd version."""
+    import bertlab.model as bm
+
+    vocab = 300
+    monkeypatch.setattr(bm, "_FUSED_BLOCK_ELEMENTS", block_rows * vocab)
+    torch.manual_seed(0)
+    model = bm.BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=vocab)).eval()  # no dropout
+    ids = torch.randint(5, vocab, (3, 20))
+    labels = torch.full_like(ids, -100)
+    labels[:, 1::4] = ids[:, 1::4]
+    nsp = torch.tensor([0, 1, 1])
+
+    out = model(input_ids=ids, labels=labels, next_sentence_label=nsp)
+    assert out.prediction_logits is None and out.mlm_predictions.shape == (int((labels != -100).sum()),)
+    (2.5 * out.loss).backward()
+    fused = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    body = model.bert(ids)
+    selected = labels != -100
+    logits = model.cls.predictions(body.last_hidden_state[selected])
+    mlm = torch.nn.functional.cross_entropy(logits, labels[selected])
+    loss = mlm + torch.nn.functional.cross_entropy(model.cls.seq_relationship(body.pooler_output), nsp)
+    (2.5 * loss).backward()
+    torch.testing.assert_close(out.mlm_loss, mlm, atol=1e-6, rtol=0)
+    assert torch.equal(out.mlm_predictions, logits.argmax(-1))
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(fused[name], p.grad, atol=1e-6, rtol=1e-5, msg=name)
+    with torch.no_grad():  # outside training the logits are kept, as before
+        assert model(input_ids=ids, labels=labels).prediction_logits.shape == (int(selected.sum()), vocab)
