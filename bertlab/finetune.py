@@ -282,6 +282,7 @@ class FinetuneArgs:
     validation_split: float = 0.1
     from_scratch: bool = False
     preset: str | None = None
+    dropout: float | None = None  # hidden and attention dropout; None: the checkpoint's or preset's
     tokenizer: str | None = None
     max_seq_length: int = 128
     long_text: str = "truncate"
@@ -342,6 +343,8 @@ def validate(args: FinetuneArgs) -> None:
         raise FinetuneError(f"--warmup-ratio {args.warmup_ratio}: must lie in [0, 1)")
     if args.learning_rate is not None and args.learning_rate <= 0:
         raise FinetuneError(f"--learning-rate {args.learning_rate}: must be positive")
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
+        raise FinetuneError(f"--dropout {args.dropout}: must lie in [0, 1)")
     if args.amp not in ("auto", "bf16", "fp16", "no"):
         raise FinetuneError(f"--amp {args.amp!r}: choose auto, bf16, fp16 or no")
     out = Path(args.output)
@@ -383,20 +386,24 @@ def build_model(args: FinetuneArgs, label_names: list[str], tokenizer: WordPiece
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
     torch.manual_seed(args.seed)  # the fresh classifier (or the whole model) is seeded
+    dropout = {} if args.dropout is None else {"hidden_dropout_prob": args.dropout,
+                                               "attention_probs_dropout_prob": args.dropout}
     if args.from_scratch:
         if args.preset:
             config = BertConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size,
-                                            pad_token_id=tokenizer.pad_token_id, id2label=id2label, label2id=label2id)
+                                            pad_token_id=tokenizer.pad_token_id, id2label=id2label, label2id=label2id,
+                                            **dropout)
         else:
             folder = resolve(args.model)
             if not (folder / "config.json").is_file():
                 raise CheckpointError(f"{folder}: no config.json here to copy the model's size from")
             config = BertConfig.from_json_file(folder / "config.json").replace(
-                num_labels=len(label_names), id2label=id2label, label2id=label2id, problem_type=None)
+                num_labels=len(label_names), id2label=id2label, label2id=label2id, problem_type=None, **dropout)
         return BertForSequenceClassification(config)
     with _quiet_loading():
         model = BertForSequenceClassification.from_pretrained(
-            args.model, num_labels=len(label_names), id2label=id2label, label2id=label2id, problem_type=None)
+            args.model, num_labels=len(label_names), id2label=id2label, label2id=label2id, problem_type=None,
+            **dropout)
     missing = [k for k in model.loading_info["missing_keys"] if not k.startswith("classifier.")]
     if missing:
         logging.getLogger("bertlab").warning("%s: initialised fresh (not in the checkpoint): %s", args.model,
@@ -675,6 +682,7 @@ def add_subcommands(sub) -> None:
                    help="random initialisation (of --preset, or of --model's size) instead of pretrained weights: "
                         "shows what pretraining buys")
     g.add_argument("--preset", choices=presets, help="model size for --from-scratch")
+    g.add_argument("--dropout", type=float, help="hidden and attention dropout (default: the model's own)")
     g.add_argument("--tokenizer", help="tokenizer folder or name (default: the --model folder's)")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="rotten_tomatoes",

@@ -38,6 +38,7 @@ class PretrainArgs:
     output: str
     corpus: Sequence[str] = ("news",)
     preset: str = "tiny"
+    dropout: float | None = None  # hidden and attention-probability dropout; None: the preset's (0.1)
     vocab_size: int = 8000
     tokenizer: str | None = None  # an existing tokenizer folder instead of training one
     lowercase: bool = True
@@ -86,6 +87,8 @@ def validate(args: PretrainArgs) -> None:
     for name in ("batch_size", "steps", "grad_accum_steps", "dupe_factor"):
         if getattr(args, name) < 1:
             raise PretrainError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
+        raise PretrainError(f"--dropout {args.dropout}: must lie in [0, 1)")
     if not 0.0 < args.masked_lm_prob < 1.0:
         raise PretrainError(f"--masked-lm-prob {args.masked_lm_prob}: must lie in (0, 1)")
     out = Path(args.output)
@@ -210,8 +213,10 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
 
     # 4. the model
     torch.manual_seed(args.seed)
+    dropout = {} if args.dropout is None else {"hidden_dropout_prob": args.dropout,
+                                               "attention_probs_dropout_prob": args.dropout}
     config = BertConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size,
-                                    pad_token_id=tokenizer.pad_token_id)
+                                    pad_token_id=tokenizer.pad_token_id, **dropout)
     model = BertForPreTraining(config)
     log(f"model: {args.preset} preset, {model.num_parameters():,} parameters")
 

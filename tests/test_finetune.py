@@ -270,6 +270,10 @@ def test_start_from_a_pretraining_folder_or_from_scratch(small_tokenizer, tmp_pa
     scratch = build_model(FinetuneArgs(output="x", model=str(folder), from_scratch=True), labels, tok)
     assert scratch.config.num_hidden_layers == 2 and scratch.config.label2id == {"neg": 0, "neu": 1, "pos": 2}
     assert not torch.equal(scratch.bert.embeddings.word_embeddings.weight, pre.bert.embeddings.word_embeddings.weight)
+    for from_scratch in (False, True):  # --dropout overrides the checkpoint's dropout either way
+        m = build_model(FinetuneArgs(output="x", model=str(folder), from_scratch=from_scratch, dropout=0.0), labels, tok)
+        assert m.config.hidden_dropout_prob == m.config.attention_probs_dropout_prob == 0.0
+        assert m.dropout.p == 0.0 and all(d.p == 0.0 for d in m.modules() if isinstance(d, torch.nn.Dropout))
 
 
 # --- metrics ---------------------------------------------------------------------------------------

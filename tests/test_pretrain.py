@@ -28,7 +28,7 @@ def run_folder(small_corpus, tmp_path_factory):
     code = main(["pretrain", "--corpus", str(small_corpus), "--preset", "tiny", "--vocab-size", "1000",
                  "--max-seq-length", "64", "--batch-size", "8", "--steps", "12", "--save-every", "6",
                  "--log-every", "3", "--eval-every", "6", "--heldout", "10", "--max-eval-examples", "64",
-                 "--output", str(out)])
+                 "--dropout", "0.05", "--output", str(out)])
     assert code == 0
     return out
 
@@ -46,6 +46,8 @@ def test_run_folder_contents(run_folder):
         assert r["eval_perplexity"] == pytest.approx(torch.tensor(r["eval_mlm_loss"]).exp().item(), rel=1e-6)
     summary = json.loads((run_folder / "summary.json").read_text())
     assert summary["steps"] == 12 and summary["vocab_size"] == 1000
+    config = json.loads((run_folder / "config.json").read_text())
+    assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.05  # --dropout
     assert summary["last_train_mlm_loss"] < summary["first_train_mlm_loss"]  # it learns something
 
 
@@ -83,7 +85,7 @@ def cli(*args):
                           capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
 
 
-@pytest.mark.parametrize("case", ["empty", "missing", "undecodable", "tiny_vocab", "long_seq", "not_empty"])
+@pytest.mark.parametrize("case", ["empty", "missing", "undecodable", "tiny_vocab", "long_seq", "bad_dropout", "not_empty"])
 def test_bad_input_one_line_exit_2_no_run_folder(case, tmp_path, small_corpus):
     out = tmp_path / "run"
     corpus = small_corpus
@@ -105,6 +107,9 @@ def test_bad_input_one_line_exit_2_no_run_folder(case, tmp_path, small_corpus):
     elif case == "long_seq":
         extra = ["--max-seq-length", "1024"]
         expect = "512 positions"
+    elif case == "bad_dropout":
+        extra = ["--dropout", "1.5"]
+        expect = "--dropout 1.5"
     else:
         out.mkdir()
         (out / "something").write_text("x")
@@ -123,7 +128,7 @@ def test_pretrain_help_explains_every_flag():
     proc = subprocess.run([sys.executable, "-m", "bertlab.cli", "pretrain", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     for flag in ["--corpus", "--preset", "--vocab-size", "--max-seq-length", "--batch-size", "--steps", "--output",
-                 "--resume", "--tokenizer", "--masked-lm-prob", "--whole-word-mask", "--save-every"]:
+                 "--resume", "--tokenizer", "--masked-lm-prob", "--whole-word-mask", "--save-every", "--dropout"]:
         assert flag in proc.stdout
 
 
