@@ -9,17 +9,54 @@ Two paths compute the same thing:
 
 Both take the padding mask in the same additive form (0 where a key may be attended to, a large
 negative number where it may not), so they agree to rounding error.
+
+:class:`Unpadded` is the fast path for padded batches: the per-token work (projections,
+feed-forward, LayerNorm, dropout) runs on the real tokens only, packed into one (N, C) matrix, and
+only the attention itself sees the padded (B, T) layout again.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import BertConfig
+
+
+@dataclass
+class Unpadded:
+    """Where the real tokens of a padded (B, T) batch sit, to run per-token work on them alone.
+
+    With sentences of uneven length most of a padded batch can be padding; everything in a BERT
+    layer except attention treats each token on its own, so it can run on the N real tokens
+    packed together ((N, C) instead of (B, T, C)) and give the same numbers at every real token.
+    """
+
+    index: torch.Tensor  # (N,) flat positions b * T + t of the real tokens, in row-major order
+    batch_size: int
+    seq_len: int
+
+    @classmethod
+    def from_mask(cls, attention_mask: torch.Tensor) -> "Unpadded":
+        B, T = attention_mask.shape
+        return cls(attention_mask.reshape(-1).nonzero().squeeze(1), B, T)
+
+    @property
+    def positions(self) -> torch.Tensor:
+        return self.index % self.seq_len  # (N,) position of each real token in its row
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) -> (N, ...): the real tokens only."""
+        return x.reshape(self.batch_size * self.seq_len, *x.shape[2:]).index_select(0, self.index)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, ...) -> (B, T, ...), zeros at the padding."""
+        out = x.new_zeros(self.batch_size * self.seq_len, *x.shape[1:])
+        return out.index_copy(0, self.index, x).view(self.batch_size, self.seq_len, *x.shape[1:])
 
 
 def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -81,11 +118,14 @@ class MultiHeadSelfAttention(nn.Module):
         hidden_states: torch.Tensor,
         mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        unpadded: Unpadded | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, T, C = hidden_states.shape  # (B, T, C)
-        q = self.split_heads(self.query(hidden_states))  # (B, H, T, d)
-        k = self.split_heads(self.key(hidden_states))
-        v = self.split_heads(self.value(hidden_states))
+        """hidden_states (B, T, C) -> context (B, T, C); or, with `unpadded`, packed (N, C) -> (N, C)."""
+        q, k, v = self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
+        if unpadded is not None:  # projections ran on the real tokens; attention needs the (B, T) layout
+            q, k, v = unpadded.pad(q), unpadded.pad(k), unpadded.pad(v)
+        B, T, C = q.shape  # (B, T, C)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, H, T, d)
         dropout_p = self.dropout_p if self.training else 0.0
 
         if self.implementation == "explicit" or output_attentions:
@@ -96,4 +136,6 @@ class MultiHeadSelfAttention(nn.Module):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
             probs = None
         context = context.transpose(1, 2).reshape(B, T, C)  # concatenate heads: (B, T, C)
+        if unpadded is not None:
+            context = unpadded.unpad(context)  # (N, C)
         return context, (probs if output_attentions else None)

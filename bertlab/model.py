@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import MultiHeadSelfAttention, additive_padding_mask
+from .attention import MultiHeadSelfAttention, Unpadded, additive_padding_mask
 from .config import BertConfig
 from .positional import LearnedPositionEmbedding
 
@@ -48,7 +48,9 @@ class ModelOutput:
 
 
 def activation(name: str):
-    if name == "gelu":  # the exact GELU, x * Phi(x), as in the original BERT code
+    # "gelu" is the exact GELU, x * Phi(x), as the reference implementation (transformers) reads the
+    # name; Google's original TensorFlow BERT computed its tanh approximation, here "gelu_new".
+    if name == "gelu":
         return F.gelu
     if name in ("gelu_new", "gelu_pytorch_tanh"):
         return lambda x: F.gelu(x, approximate="tanh")
@@ -69,13 +71,21 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                unpadded: Unpadded | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, C); with `unpadded`, the real tokens only: (N, C)."""
         B, T = input_ids.shape
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self.word_embeddings(input_ids)  # (B, T, C)
+        table = self.position_embeddings(T)  # (T, C)
+        if unpadded is not None:
+            input_ids, token_type_ids = unpadded.unpad(input_ids), unpadded.unpad(token_type_ids)  # (N,)
+            # (N, C): each real token's own position. An embedding lookup, not table[positions]: the
+            # backward of advanced indexing accumulates with atomic adds on a CPU (not bit-reproducible).
+            table = F.embedding(unpadded.positions, self.position_embeddings.weight)
+        x = self.word_embeddings(input_ids)  # (B, T, C) or (N, C)
         x = x + self.token_type_embeddings(token_type_ids)
-        x = x + self.position_embeddings(T)  # (T, C) broadcast over the batch
+        x = x + table  # (T, C) broadcast over the batch, or (N, C)
         return self.dropout(self.LayerNorm(x))
 
 
@@ -101,8 +111,8 @@ class BertAttention(nn.Module):
         self.self = MultiHeadSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, x, mask=None, output_attentions=False):
-        context, probs = self.self(x, mask, output_attentions)
+    def forward(self, x, mask=None, output_attentions=False, unpadded=None):
+        context, probs = self.self(x, mask, output_attentions, unpadded)
         return self.output(context, x), probs
 
 
@@ -140,9 +150,9 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, x, mask=None, output_attentions=False):
-        x, probs = self.attention(x, mask, output_attentions)
-        x = self.output(self.intermediate(x), x)
+    def forward(self, x, mask=None, output_attentions=False, unpadded=None):
+        x, probs = self.attention(x, mask, output_attentions, unpadded)
+        x = self.output(self.intermediate(x), x)  # per token: (B, T, C), or (N, C) unpadded
         return x, probs
 
 
@@ -151,13 +161,14 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, x, mask=None, output_attentions=False, output_hidden_states=False):
-        all_hidden = [x] if output_hidden_states else None
+    def forward(self, x, mask=None, output_attentions=False, output_hidden_states=False, unpadded=None):
+        restore = unpadded.pad if unpadded is not None else (lambda h: h)  # hidden states are returned (B, T, C)
+        all_hidden = [restore(x)] if output_hidden_states else None
         all_probs = [] if output_attentions else None
         for layer in self.layer:
-            x, probs = layer(x, mask, output_attentions)
+            x, probs = layer(x, mask, output_attentions, unpadded)
             if output_hidden_states:
-                all_hidden.append(x)
+                all_hidden.append(restore(x))
             if output_attentions:
                 all_probs.append(probs)
         return x, all_hidden, all_probs
@@ -240,6 +251,9 @@ class BertModel(BertPreTrainedModel):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
+        # Fast path for padded batches: per-token work on the real tokens only (see Unpadded).
+        # The outputs at real tokens are the same either way; padding positions come out as zeros.
+        self.unpad = True
         self.init_weights()
 
     def forward(
@@ -250,11 +264,16 @@ class BertModel(BertPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> ModelOutput:
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+        unpadded = None
+        if self.unpad and attention_mask is not None and not bool(attention_mask.all()):
+            unpadded = Unpadded.from_mask(attention_mask)
+        x = self.embeddings(input_ids, token_type_ids, unpadded)  # (B, T, C), or (N, C) unpadded
         mask = None
         if attention_mask is not None:
             mask = additive_padding_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
-        x, hidden, probs = self.encoder(x, mask, output_attentions, output_hidden_states)
+        x, hidden, probs = self.encoder(x, mask, output_attentions, output_hidden_states, unpadded)
+        if unpadded is not None:
+            x = unpadded.pad(x)  # (B, T, C)
         return ModelOutput(
             last_hidden_state=x,
             pooler_output=self.pooler(x) if self.pooler is not None else None,

@@ -20,3 +20,37 @@ def test_bench_command_writes_json(tmp_path, capsys):
     assert data["task"] == "finetune" and data["environment"]["device"] == "cpu"
     assert "torch" in data["environment"] and "date" in data["environment"]
     assert "ratio" in capsys.readouterr().out
+
+
+def test_bench_modes_lengths_and_memory():
+    from bertlab.bench import bench
+
+    for mode in ("forward", "backward", "step"):
+        r = bench("finetune", "tiny", vocab_size=300, seq_len=32, batch_size=4, steps=1, rounds=1,
+                  lengths="rotten_tomatoes", mode=mode)
+        assert r["mode"] == mode and r["variable_length"] and 0 < r["padding_share"] < 1
+        assert r["bertlab_tokens_per_s"] > 0 and r["transformers_tokens_per_s"] > 0
+        assert ("bertlab_saved_activation_bytes" in r) == (mode != "forward")
+    # The sparse MLM head keeps far less for the backward pass than the full projection.
+    r = bench("pretrain", "tiny", vocab_size=20000, seq_len=64, batch_size=8, steps=1, rounds=1)
+    assert r["bertlab_saved_activation_bytes"] < 0.5 * r["transformers_saved_activation_bytes"]
+
+
+def test_real_lengths_and_flops():
+    from bertlab.bench import peak_flops, real_lengths, training_flops_per_token
+    from bertlab.config import BertConfig
+
+    lengths = real_lengths("rotten_tomatoes")
+    assert len(lengths) > 1000 and min(lengths) >= 3 and 20 < sum(lengths) / len(lengths) < 60
+    base = BertConfig.from_preset("base")
+    # 6 x 85M encoder weights per token (+ attention) for the classifier at sequence 128.
+    assert 6 * 84.9e6 < training_flops_per_token(base, 128, "finetune") < 6 * 85e6 + 12 * 12 * 128 * 768 + 1
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and peak_flops("some CPU") is None
+
+
+def test_bench_suite_smoke_writes_json(tmp_path):
+    out = tmp_path / "suite.json"
+    assert main(["--suite", "smoke", "--steps", "1", "--rounds", "1", "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["suite"] == "smoke" and len(data["results"]) == 2
+    assert data["environment"]["cpu_cores"] >= 1 and "bertlab" in data["environment"]

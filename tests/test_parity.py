@@ -6,7 +6,7 @@ from torch.testing import assert_close
 
 from bertlab import BertConfig, BertForPreTraining, BertModel, WordPieceTokenizer
 
-from .conftest import make_batch
+from .conftest import at_real_tokens, make_batch
 from .reference import twin
 
 ATOL = 1e-5
@@ -36,7 +36,8 @@ def test_encoder_and_pooler(preset, attn):
     batch = make_batch(config.vocab_size)
     with torch.no_grad():
         a, b = ours(**batch), ref(**batch)
-    close(a.last_hidden_state, b.last_hidden_state, f"{preset} last_hidden_state")
+    real = lambda x: at_real_tokens(x, batch)  # noqa: E731
+    close(real(a.last_hidden_state), real(b.last_hidden_state), f"{preset} last_hidden_state")
     close(a.pooler_output, b.pooler_output, f"{preset} pooler_output")
 
 
@@ -54,7 +55,7 @@ def test_pretraining_logits(preset):
     batch = make_batch(config.vocab_size)
     with torch.no_grad():
         a, b = ours(**batch), ref(**batch)
-    close(a.prediction_logits, b.prediction_logits, f"{preset} MLM logits")
+    close(at_real_tokens(a.prediction_logits, batch), at_real_tokens(b.prediction_logits, batch), f"{preset} MLM logits")
     close(a.seq_relationship_logits, b.seq_relationship_logits, f"{preset} NSP logits")
 
 
@@ -63,7 +64,8 @@ def test_masked_lm_logits():
     ours, ref = twin("BertForMaskedLM", config)
     batch = make_batch(config.vocab_size)
     with torch.no_grad():
-        close(ours(**batch).logits, ref(**batch).logits, "tiny MaskedLM logits")
+        close(at_real_tokens(ours(**batch).logits, batch), at_real_tokens(ref(**batch).logits, batch),
+              "tiny MaskedLM logits")
 
 
 def mlm_labels(batch, seed=3):
@@ -178,7 +180,8 @@ def test_real_minilm_matches_reference(minilm_batch, attn):
     assert minilm_batch["attention_mask"].min() == 0 and minilm_batch["token_type_ids"].max() == 1
     with torch.no_grad():
         a, b = ours(**minilm_batch), ref(**minilm_batch)
-    close(a.last_hidden_state, b.last_hidden_state, "MiniLM last_hidden_state")
+    close(at_real_tokens(a.last_hidden_state, minilm_batch), at_real_tokens(b.last_hidden_state, minilm_batch),
+          "MiniLM last_hidden_state")
     close(a.pooler_output, b.pooler_output, "MiniLM pooler_output")
 
 
@@ -199,6 +202,42 @@ def test_real_minilm_pretraining_heads_load_fresh(minilm_batch):
     missing = model.loading_info["missing_keys"]
     assert missing and all(k.startswith("cls.") for k in missing)
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+
+
+@pytest.mark.parametrize("kind", ["BertForSequenceClassification", "BertForPreTraining"])
+def test_unpadded_fast_path_is_exact(kind):
+    """A padded batch runs unpadded by default (per-token work on real tokens only): the same outputs at
+    every real token and the same gradients as the padded computation, zeros at padding."""
+    import bertlab
+
+    torch.manual_seed(0)
+    config = RANDOM_CONFIGS["tiny"].replace(num_labels=3)
+    model = getattr(bertlab, kind)(config).eval()
+    batch = make_batch(config.vocab_size)
+    if kind == "BertForPreTraining":
+        batch = {**batch, "labels": mlm_labels(batch), "next_sentence_label": torch.tensor([0, 1, 1])}
+    else:
+        batch = {**batch, "labels": torch.tensor([0, 2, 1])}
+    real = batch["attention_mask"].bool()
+    assert not real.all()
+    results = []
+    for unpad in (True, False):
+        model.bert.unpad = unpad
+        model.zero_grad()
+        out = model(**batch)
+        out.loss.backward()
+        body = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                          output_hidden_states=True)
+        results.append((out, body, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (fast, fast_body, fast_grads), (slow, slow_body, slow_grads) = results
+    close(fast.loss, slow.loss, "unpadded loss", atol=1e-6)
+    close(fast_body.last_hidden_state[real], slow_body.last_hidden_state[real], "unpadded hidden", atol=1e-6)
+    for h_fast, h_slow in zip(fast_body.hidden_states, slow_body.hidden_states):
+        close(h_fast[real], h_slow[real], "unpadded hidden states", atol=1e-6)
+    assert fast_body.last_hidden_state[~real].abs().max() == 0
+    close(fast_body.pooler_output, slow_body.pooler_output, "unpadded pooler", atol=1e-6)
+    for name, g in fast_grads.items():
+        close(g, slow_grads[name], f"unpadded grad {name}", atol=1e-6)
 
 
 def test_print_largest_differences(capsys):
