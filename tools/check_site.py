@@ -9,7 +9,10 @@ Checks that
   * every local script and stylesheet a page loads exists;
   * MathJax is referenced by at least one page, always from a local file that exists;
   * every notebook page embeds at least one image (a file under _images/ or a data: URI)
-    and has a Colab launch link.
+    and has a Colab launch link;
+  * the bibliography page (book/references, when _toc.yml lists it) shows one entry for each
+    entry of book/references.bib, every citation on every page links to one of those entries,
+    and no page shows an unrendered {cite:...} role.
 Prints one summary line; exits non-zero with the list of problems on failure.
 """
 
@@ -47,6 +50,42 @@ class Tags(HTMLParser):
             self.anchors.append(a["href"])
 
     handle_startendtag = handle_starttag
+
+
+BIB_ENTRY = re.compile(r"^\s*@(?!comment|string|preamble)\w+\s*\{\s*([^,\s]+)\s*,", re.I | re.M)
+BIBLIO_ENTRY = re.compile(r"<div\b[^>]*\brole=\"doc-biblioentry\"[^>]*>")
+CITATION = re.compile(r"<span class=\"bibtex-citation\"[^>]*>(.*?)</span>", re.S)
+HREF = re.compile(r"href=\"([^\"]+)\"")
+
+
+def check_bibliography(html_dir: Path, pages: list[Path], files: list[str]) -> tuple[list[str], int]:
+    """Problems with the bibliography and the citations, and the number of entries shown."""
+    bib = ROOT / "book" / "references.bib"
+    page = html_dir / "book" / "references.html"
+    if "book/references" not in files or not bib.is_file():
+        return [], 0
+    if not page.is_file():
+        return [], 0  # already reported as a missing page
+    problems: list[str] = []
+    keys = BIB_ENTRY.findall(bib.read_text("utf-8"))
+    entries = BIBLIO_ENTRY.findall(page.read_text("utf-8", errors="replace"))
+    ids = {m.group(1) for e in entries if (m := re.search(r'\bid="([^"]+)"', e))}
+    if len(entries) != len(keys):
+        problems.append(
+            f"book/references.html lists {len(entries)} entries, book/references.bib has {len(keys)} "
+            "(the {bibliography} directive should use :all:)"
+        )
+    for p in pages:
+        rel = p.relative_to(html_dir).as_posix()
+        text = p.read_text("utf-8", errors="replace")
+        if re.search(r"\{cite:[a-z]+\}", text):
+            problems.append(f"{rel}: an unrendered {{cite:...}} role")
+        for citation in CITATION.findall(text):
+            for href in HREF.findall(citation):
+                target = local_target(p, href) if urlsplit(href).path else p.resolve()  # "#id": same page
+                if target != page.resolve() or urlsplit(href).fragment not in ids:
+                    problems.append(f"{rel}: citation link {href} does not reach a bibliography entry")
+    return problems, len(entries)
 
 
 def toc_files(toc: Path) -> list[str]:
@@ -121,6 +160,9 @@ def main(html_dir: Path) -> int:
     if not (html_dir / "_static/mathjax/output/chtml/fonts/woff-v2").is_dir():
         problems.append("_static/mathjax/output/chtml/fonts/woff-v2 is missing (MathJax fonts)")
 
+    bib_problems, n_entries = check_bibliography(html_dir, pages, files)
+    problems += bib_problems
+
     if problems:
         print(f"check_site: FAILED: {len(problems)} problem(s) in {html_dir}")
         for p in problems:
@@ -129,6 +171,7 @@ def main(html_dir: Path) -> int:
     print(
         f"check_site: OK: {len(pages)} pages, {len(notebooks)} notebook page(s) with figures and "
         f"Colab links, MathJax local ({', '.join(sorted(mathjax_refs))}), no external scripts/styles"
+        + (f", bibliography of {n_entries} entries with every citation resolved" if n_entries else "")
     )
     return 0
 
