@@ -126,7 +126,8 @@ results: export HF_HUB_OFFLINE := 1
 results: export HF_DATASETS_OFFLINE := 1
 results: $(STAMP)
 	@[ -f $(PRETRAINED)/model.safetensors ] || $(BIN)/bertlab pretrain --corpus news --preset tiny \
-	  --vocab-size 8000 --max-seq-length 128 --batch-size 32 --steps 4200 --eval-every 300 \
+	  --vocab-size 8000 --max-seq-length 128 --batch-size 32 --steps 6000 --learning-rate 2e-3 \
+	  --warmup-steps 300 --dropout 0 --eval-every 500 --save-every 1000 --log-every 20 \
 	  --max-minutes 14.8 --output $(PRETRAINED)
 	$(BIN)/python tools/make_results.py --pretrained $(PRETRAINED) --output results/classification
 

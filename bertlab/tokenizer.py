@@ -317,6 +317,10 @@ def train_wordpiece(
     most `limit_alphabet` characters, the most frequent), then the merged pieces, up to `vocab_size`
     in all (fewer when no pair occurs `min_frequency` times any more).
 
+    The vocabulary is grown the way the `tokenizers` library's WordPiece trainer grows it: by
+    merging the most frequent adjacent pair (BPE-style counting), not by the likelihood criterion
+    of Schuster & Nakajima (2012); encoding is BERT's greedy longest-match-first with `##` pieces.
+
     Deterministic: the same texts give the same vocabulary, ids included. (The Rust trainer alone
     numbers the `##` characters in hash-map order and breaks ties between merges by those numbers,
     tokenizers issue #1794; fixing the alphabet and the `##` characters in advance removes that.)

@@ -64,8 +64,10 @@ def main() -> int:
     table: dict[str, list[dict]] = {}
     started = time.perf_counter()
     cap = ["--max-train-examples", str(a.max_train_examples)] if a.max_train_examples else []
+    # Both tiny runs: the same size (the pretrained folder's config), budget and dropout (0.1, as BERT
+    # fine-tunes; the pretraining run may have used another).
     tiny = ["--max-steps", str(a.tiny_steps), "--batch-size", "32", "--learning-rate", str(a.tiny_lr),
-            "--max-eval-examples", "2000"]
+            "--max-eval-examples", "2000", "--dropout", "0.1"]
     for data, minilm_steps in zip(a.data, a.minilm_steps * len(a.data)):
         rows = []
         base = runs / f"baseline-{data}"
