@@ -113,7 +113,7 @@ test-notebooks: $(STAMP)
 	@echo "== pytest --nbval $(NOTEBOOKS)/"
 	@ls $(NOTEBOOKS)/*.ipynb >/dev/null 2>&1 || { echo "error: no notebooks in $(NOTEBOOKS)/" >&2; exit 1; }
 	@rc=0; $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 \
-	   -p no:cacheprovider $(NOTEBOOKS)/ || rc=$$?; \
+	   -p no:cacheprovider --junitxml=$(BUILD)/nbval-junit.xml $(NOTEBOOKS)/ || rc=$$?; \
 	 if [ $$rc -eq 5 ]; then echo "error: nbval collected no cells in $(NOTEBOOKS)/ (exit 5)" >&2; exit 1; fi; \
 	 exit $$rc
 

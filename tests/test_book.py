@@ -42,3 +42,25 @@ def test_notebooks_are_stored_executed_and_clean():
         assert not [o for o in outputs if o.get("name") == "stderr"], f"{nb.name} stores stderr output"
         for pattern in ("/root/", "/tmp/", "/work/", "site-packages", " at 0x"):
             assert pattern not in text, f"{nb.name} stores a machine-specific string: {pattern!r}"
+
+
+def test_chapter_times_from_an_nbval_junit_report(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import time_chapters
+
+    xml = tmp_path / "j.xml"
+    xml.write_text('<testsuites><testsuite>'
+                   '<testcase classname="notebooks.01_attention.ipynb" name="Cell 0" time="1.5"/>'
+                   '<testcase classname="notebooks.01_attention.ipynb" name="Cell 1" time="2.25"/>'
+                   '<testcase classname="notebooks.A1_misconceptions.ipynb" name="Cell 0" time="3"/>'
+                   '<testcase classname="tests.test_book" name="other" time="9"/>'
+                   '</testsuite></testsuites>')
+    assert time_chapters.times_from_junit(xml) == {"notebooks/01_attention": 3.8, "notebooks/A1_misconceptions": 3.0}
+    assert time_chapters.fmt(None) == "not measured yet" and time_chapters.fmt(125) == "2.1 min"
+
+
+def test_landing_page_has_the_chapter_time_table():
+    intro = (ROOT / "book" / "intro.md").read_text()
+    assert "<!-- chapter-times:start -->" in intro and "<!-- chapter-times:end -->" in intro
