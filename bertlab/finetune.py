@@ -303,6 +303,7 @@ class FinetuneArgs:
     max_eval_examples: int | None = None
     seed: int = 0
     amp: str = "auto"
+    compile: bool = False
     resume: bool = False
     progress: bool | None = None
 
@@ -517,7 +518,8 @@ def run_finetune(args: FinetuneArgs, log: Callable[[str], None] = print,
     train_cfg = TrainConfig(
         output_dir=str(out), max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
         grad_accum_steps=args.grad_accum_steps, learning_rate=learning_rate, weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio, seed=args.seed, amp=args.amp, log_every=args.log_every or 10,
+        warmup_ratio=args.warmup_ratio, seed=args.seed, amp=args.amp, compile=args.compile,
+        log_every=args.log_every or 10,
         eval_every=args.eval_every, save_every=args.save_every, metric_for_best="accuracy", greater_is_better=True,
         early_stopping_patience=args.patience, group_by_length=True, progress=args.progress,
     )
@@ -713,6 +715,7 @@ def add_subcommands(sub) -> None:
     g.add_argument("--warmup-ratio", type=float, default=0.1, help="share of the steps spent warming up the learning rate")
     g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "no"],
                    help="mixed precision; auto = bf16 or fp16 on a GPU, none on a CPU")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on a GPU, for long runs)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, dropout and data slices")
     g = p.add_argument_group("evaluation and run folder")
     g.add_argument("--output", required=True, help="run folder to create (must be new or empty)")
