@@ -426,20 +426,15 @@ def _load_tokenizer(args: FinetuneArgs) -> WordPieceTokenizer:
 
 def save_learning_curve(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Loss (left) and accuracy / macro-F1 (right) against the optimizer step, as a PNG."""
-    import matplotlib
+    from .plots import new_figure, plot_curves
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from .plots import plot_curves
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = new_figure((11, 3.8))
+    left, right = fig.subplots(1, 2)
     plot_curves(history, ["train_loss", "eval_loss"], left, "loss")
     plot_curves(history, ["train_accuracy", "eval_accuracy", "eval_macro_f1"], right, "validation accuracy / macro-F1")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -37,21 +37,30 @@ def plot_curves(history: Sequence[dict[str, Any]], keys: Sequence[str], ax=None,
     return ax
 
 
+def new_figure(figsize: tuple[float, float] | None = None):
+    """A figure for writing to a file, outside pyplot.
+
+    It is drawn by the Agg renderer without touching pyplot's backend or its list of open figures,
+    so saving a PNG from a notebook neither switches off inline plots nor shows the figure twice.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def save_pretraining_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Loss (left) and accuracy (right) of a pretraining run, written as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = new_figure((11, 3.8))
+    left, right = fig.subplots(1, 2)
     plot_curves(history, ["train_mlm_loss", "eval_mlm_loss", "train_nsp_loss", "eval_nsp_loss"], left, "loss")
     plot_curves(history, ["train_mlm_accuracy", "eval_mlm_accuracy", "train_nsp_accuracy", "eval_nsp_accuracy"],
                 right, "accuracy")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -157,20 +166,12 @@ def plot_per_class_f1(metrics: dict[str, Any], ax=None, title: str | None = None
 
 
 def _save_figure(draw, path: str | Path, figsize: tuple[float, float] | None = None) -> Path:
-    """Draw on a fresh figure with the Agg backend and write it as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=figsize)
-    try:
-        draw(ax)
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
+    """Draw on a fresh figure and write it as a PNG."""
+    fig = new_figure(figsize)
+    draw(fig.subplots())
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
     return path
 
 
