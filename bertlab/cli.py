@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tokenizer", help="use this tokenizer folder (vocab.txt / tokenizer.json) instead of training one")
     g.add_argument("--vocab-size", type=int, default=8000, help="WordPiece vocabulary size to train")
     g.add_argument("--cased", action="store_true", help="keep case and accents (default: lower-case, strip accents)")
+    g.add_argument("--limit-alphabet", type=int, default=1000,
+                   help="characters kept whole, the most frequent first; any other becomes [UNK] (raise it for "
+                        "Chinese, where every character is a token: e.g. 6000)")
     g = p.add_argument_group("examples")
     g.add_argument("--max-seq-length", type=int, default=128, help="tokens per example, [CLS] and [SEP]s included")
     g.add_argument("--short-seq-prob", type=float, default=0.1, help="probability of a shorter target length")

@@ -42,6 +42,7 @@ class PretrainArgs:
     vocab_size: int = 8000
     tokenizer: str | None = None  # an existing tokenizer folder instead of training one
     lowercase: bool = True
+    limit_alphabet: int = 1000  # characters kept as single tokens; raise it for Chinese (one token per character)
     max_seq_length: int = 128
     short_seq_prob: float = 0.1
     dupe_factor: int = 1
@@ -84,6 +85,8 @@ def validate(args: PretrainArgs) -> None:
             f"--vocab-size {args.vocab_size}: too small; the {len(SPECIAL_TOKENS)} special tokens and an "
             f"alphabet need at least {len(SPECIAL_TOKENS) + 50}"
         )
+    if args.tokenizer is None and args.limit_alphabet < 1:
+        raise PretrainError(f"--limit-alphabet {args.limit_alphabet}: must be at least 1")
     for name in ("batch_size", "steps", "grad_accum_steps", "dupe_factor"):
         if getattr(args, name) < 1:
             raise PretrainError(f"--{name.replace('_', '-')} must be at least 1")
@@ -192,7 +195,11 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
     elif args.tokenizer:
         tokenizer = WordPieceTokenizer.from_pretrained(args.tokenizer)
     else:
-        tokenizer = train_wordpiece(train_docs, vocab_size=args.vocab_size, lowercase=args.lowercase)
+        try:
+            tokenizer = train_wordpiece(train_docs, vocab_size=args.vocab_size, lowercase=args.lowercase,
+                                        limit_alphabet=args.limit_alphabet)
+        except ValueError as err:  # e.g. a vocabulary too small for the alphabet
+            raise PretrainError(f"--vocab-size {args.vocab_size} / --limit-alphabet {args.limit_alphabet}: {err}") from None
     log(f"tokenizer: {tokenizer.vocab_size:,} WordPiece tokens")
 
     # 3. NSP pairs; masks are drawn afresh each epoch by the collator

@@ -28,7 +28,7 @@ def run_folder(small_corpus, tmp_path_factory):
     code = main(["pretrain", "--corpus", str(small_corpus), "--preset", "tiny", "--vocab-size", "1000",
                  "--max-seq-length", "64", "--batch-size", "8", "--steps", "12", "--save-every", "6",
                  "--log-every", "3", "--eval-every", "6", "--heldout", "10", "--max-eval-examples", "64",
-                 "--dropout", "0.05", "--output", str(out)])
+                 "--dropout", "0.05", "--limit-alphabet", "60", "--output", str(out)])
     assert code == 0
     return out
 
@@ -49,6 +49,9 @@ def test_run_folder_contents(run_folder):
     config = json.loads((run_folder / "config.json").read_text())
     assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.05  # --dropout
     assert summary["last_train_mlm_loss"] < summary["first_train_mlm_loss"]  # it learns something
+    vocab = (run_folder / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    single = [t for t in vocab[5:] if len(t) == 1]  # the alphabet: characters that stand alone
+    assert 40 <= len(single) <= 60  # --limit-alphabet 60 (the news text has more distinct characters)
 
 
 def test_run_folder_loads_in_bertlab_and_transformers(run_folder):
@@ -86,7 +89,8 @@ def cli(*args):
                           capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
 
 
-@pytest.mark.parametrize("case", ["empty", "missing", "undecodable", "tiny_vocab", "long_seq", "bad_dropout", "not_empty"])
+@pytest.mark.parametrize("case", ["empty", "missing", "undecodable", "tiny_vocab", "alphabet_too_big", "bad_alphabet",
+                                  "long_seq", "bad_dropout", "not_empty"])
 def test_bad_input_one_line_exit_2_no_run_folder(case, tmp_path, small_corpus):
     out = tmp_path / "run"
     corpus = small_corpus
@@ -105,6 +109,12 @@ def test_bad_input_one_line_exit_2_no_run_folder(case, tmp_path, small_corpus):
     elif case == "tiny_vocab":
         extra = ["--vocab-size", "10"]
         expect = "--vocab-size 10"
+    elif case == "alphabet_too_big":
+        extra = ["--vocab-size", "60", "--limit-alphabet", "5000"]
+        expect = "--limit-alphabet 5000"
+    elif case == "bad_alphabet":
+        extra = ["--limit-alphabet", "0"]
+        expect = "--limit-alphabet 0"
     elif case == "long_seq":
         extra = ["--max-seq-length", "1024"]
         expect = "512 positions"
@@ -129,7 +139,7 @@ def test_pretrain_help_explains_every_flag():
     proc = subprocess.run([sys.executable, "-m", "bertlab.cli", "pretrain", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     for flag in ["--corpus", "--preset", "--vocab-size", "--max-seq-length", "--batch-size", "--steps", "--output",
-                 "--resume", "--tokenizer", "--masked-lm-prob", "--whole-word-mask", "--save-every", "--dropout"]:
+                 "--resume", "--tokenizer", "--masked-lm-prob", "--whole-word-mask", "--save-every", "--dropout", "--limit-alphabet"]:
         assert flag in proc.stdout
 
 
