@@ -325,12 +325,18 @@ class BertPreTrainingHeads(nn.Module):
 class _LinearCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of `hidden @ weight.T + bias` against `targets`, gradients made in the forward pass.
 
-    The (N, V) logits are computed a block of rows at a time; each block is turned into its own
-    gradient in place (softmax minus one-hot, over N) and multiplied into the gradients of `hidden`,
-    `weight` and `bias` at once. No (N, V) matrix is kept for the backward pass, which only scales
-    the three stored gradients: the same three matrix products as autograd's version, two fewer
-    passes over the logits, and blocks small enough to be reused rather than freshly mapped by the
-    allocator each step. Returns (loss, argmax predictions (N,)).
+    The (N, V) logits are computed a block of rows at a time, and each block goes through memory as
+    few times as possible: one row-wise softmax p (max, exp and sum of a row while it sits in cache),
+    then p is read by the two matrix products and the column sum that give the gradients of `hidden`,
+    `weight` and `bias`. The -1 of the one-hot and the 1/N of the mean are applied to the small
+    results, not to the (n_b, V) block: d(loss)/d(logits) = (p - onehot) / N, so
+
+        grad_hidden = (p @ W - W[t]) / N,   grad_W += (p.T @ h - onehot.T @ h) / N,   grad_b += (sum p - counts) / N.
+
+    The loss of a row is -log p[t]; where p[t] underflows (a logit gap above about 87, far outside
+    any sane training) that row's log-sum-exp is recomputed exactly from its logits. No (N, V)
+    matrix is kept for the backward pass, which only scales the three stored gradients.
+    Returns (loss, argmax predictions (N,)).
     """
 
     @staticmethod
@@ -346,17 +352,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h, t = hidden[start:stop], targets[start:stop]
             rows = torch.arange(stop - start, device=hidden.device)
             logits = F.linear(h, weight, bias).float()  # (n_b, V)
-            top, predictions[start:stop] = logits.max(-1)  # one pass: the max and the argmax
-            target_logit = logits[rows, t]
-            e = logits.sub_(top.unsqueeze(1)).exp_()  # exp(logit - max), in place
-            total = e.sum(-1)  # (n_b,)
-            loss += (top + total.log() - target_logit).sum()  # logsumexp - target logit
-            grad = e.mul_((1.0 / n) / total.unsqueeze(1))  # softmax / n
-            grad[rows, t] -= 1.0 / n  # d(mean loss) / d(logits) = (softmax - one-hot) / n
-            grad = grad.to(hidden.dtype)
-            grad_hidden[start:stop] = grad @ weight
-            grad_weight.addmm_(grad.t(), h)
-            grad_bias += grad.sum(0)
+            predictions[start:stop] = logits.argmax(-1)
+            p = torch.softmax(logits, -1)  # one row-wise pass
+            p_target = p[rows, t]
+            nll = -p_target.log()
+            bad = p_target < 1e-30  # underflow: take these rows' loss from the logits themselves
+            if bool(bad.any()):
+                nll[bad] = torch.logsumexp(logits[bad], -1) - logits[bad, t[bad]]
+            loss += nll.sum()
+            del logits
+            p = p.to(hidden.dtype)
+            w_t = weight[t]  # (n_b, H): the rows of the one-hot's product
+            grad_hidden[start:stop] = torch.addmm(w_t, p, weight, beta=-1.0, alpha=1.0).div_(n)
+            grad_weight.addmm_(p.t(), h, alpha=1.0 / n)
+            grad_weight.index_add_(0, t, h, alpha=-1.0 / n)
+            grad_bias.add_(p.sum(0), alpha=1.0 / n)
+            grad_bias.index_add_(0, t, torch.full_like(t, 1, dtype=bias.dtype), alpha=-1.0 / n)
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         ctx.mark_non_differentiable(predictions)
         return loss / n, predictions

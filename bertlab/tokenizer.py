@@ -163,7 +163,12 @@ class WordPieceTokenizer:
         pairs: str | Sequence[str] | None = None,
         max_length: int = 512,
     ) -> dict[str, torch.Tensor]:
-        """Encode a batch (padded to its longest member): input_ids, token_type_ids, attention_mask."""
+        """Encode a batch (padded to its longest member): input_ids, token_type_ids, attention_mask.
+
+        Every text (or pair) is cut to `max_length` tokens, [CLS] and [SEP]s included (longest-first
+        for pairs): 512, BERT's number of positions, unless given. For documents longer than that,
+        see `bertlab.finetune`'s `--long-text chunk`, which reads them in overlapping windows.
+        """
         if isinstance(texts, str):
             texts = [texts]
         if isinstance(pairs, str):

@@ -176,3 +176,25 @@ def test_fused_mlm_loss_matches_autograd(monkeypatch, block_rows):
         torch.testing.assert_close(fused[name], p.grad, atol=1e-6, rtol=1e-5, msg=name)
     with torch.no_grad():  # outside training the logits are kept, as before
         assert model(input_ids=ids, labels=labels).prediction_logits.shape == (int(selected.sum()), vocab)
+
+
+def test_fused_mlm_loss_exact_when_softmax_underflows():
+    """Rows whose target probability underflows float32 (a logit gap of hundreds) still get the exact
+    loss and gradients: the log-sum-exp of those rows comes from the logits, not from log(0)."""
+    from bertlab.model import _LinearCrossEntropy
+
+    torch.manual_seed(0)
+    hidden = (torch.randn(7, 16) * 40).requires_grad_()  # logits spread over hundreds
+    weight = torch.randn(50, 16).requires_grad_()
+    bias = torch.randn(50).requires_grad_()
+    targets = torch.randint(0, 50, (7,))
+    loss, pred = _LinearCrossEntropy.apply(hidden, weight, bias, targets, 3)
+    ref_logits = torch.nn.functional.linear(hidden, weight, bias)
+    ref = torch.nn.functional.cross_entropy(ref_logits, targets)
+    assert ref.item() > 100 and torch.isfinite(loss)  # the case is real: some p[t] are exactly 0
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-4)
+    assert torch.equal(pred, ref_logits.argmax(-1))
+    grads = torch.autograd.grad(loss, (hidden, weight, bias))
+    ref_grads = torch.autograd.grad(ref, (hidden, weight, bias))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
