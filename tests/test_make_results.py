@@ -34,4 +34,13 @@ def test_make_results_quick(tmp_path):
         assert r["below_tfidf"] == (r["accuracy"] < rows[1]["accuracy"])
     assert abs(rows[0]["accuracy"] - 0.578) < 0.01  # the majority class share of the test split
     md = (out / "results.md").read_text()
-    assert "| model | accuracy (95% CI) | macro-F1 | CPU training time |" in md and md.count("\n|") >= 7
+    assert "| model | accuracy (95% CI) | macro-F1 | learning rate (validation accuracy) | CPU training time |" in md
+    assert md.count("\n|") >= 7
+    # Each tiny model tried both default learning rates and kept its best on validation; only the
+    # kept run was evaluated on the test split.
+    for r, stem in zip(rows[2:4], ("tiny-scratch", "tiny-pretrained")):
+        by_lr = r["validation_accuracy_by_lr"]
+        assert set(by_lr) == {"0.0003", "0.001"}
+        assert by_lr[f"{r['learning_rate']:g}"] == max(by_lr.values())
+        evaluated = sorted(p.parent.name for p in (tmp_path / "runs").glob(f"{stem}-rotten_tomatoes-lr*/eval-*"))
+        assert evaluated == [f"{stem}-rotten_tomatoes-lr{r['learning_rate']:g}"]
