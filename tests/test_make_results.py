@@ -44,3 +44,7 @@ def test_make_results_quick(tmp_path):
         assert by_lr[f"{r['learning_rate']:g}"] == max(by_lr.values())
         evaluated = sorted(p.parent.name for p in (tmp_path / "runs").glob(f"{stem}-rotten_tomatoes-lr*/eval-*"))
         assert evaluated == [f"{stem}-rotten_tomatoes-lr{r['learning_rate']:g}"]
+    for r in rows[2:]:  # each fine-tuned row carries its validation curve, from step 0 to the last step
+        steps = [s for s, _ in r["validation_curve"]]
+        assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == r["steps"]
+        assert all(0 <= a <= 1 for _, a in r["validation_curve"])

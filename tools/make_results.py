@@ -47,6 +47,17 @@ def neural_row(name: str, run: Path, data: str) -> dict:
             "macro_f1": metrics["macro_f1"], "train_seconds": summary["train_seconds"], "steps": summary["steps"]}
 
 
+def validation_curve(run: Path) -> list[list[float]]:
+    """[step, validation accuracy] of a run: the evaluation before training, then every logged one."""
+    summary = read(run / "finetune_summary.json")
+    points = [[0, round(summary["initial_validation"]["accuracy"], 4)]]
+    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if "eval_accuracy" in record:
+            points.append([record["step"], round(record["eval_accuracy"], 4)])
+    return points
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pretrained", default="runs/tiny-news", help="a `bertlab pretrain` run folder (tiny preset)")
@@ -104,6 +115,7 @@ def main() -> int:
             row = neural_row(label, run, data)
             row["learning_rate"] = best_lr
             row["validation_accuracy_by_lr"] = {f"{lr:g}": round(v, 4) for lr, (v, _) in tried.items()}
+            row["validation_curve"] = validation_curve(run)
             rows.append(row)
         tfidf = rows[1]["accuracy"]
         for r in rows[2:]:
