@@ -61,12 +61,11 @@ def correct_by_id(run: Path, data: str) -> dict[str, int]:
     return {p["id"]: int(p["predicted"] == p["label"]) for p in map(json.loads, lines)}
 
 
-def bootstrap_mean_ci(correct: np.ndarray, resamples: int = 2000, seed: int = 0) -> list[float]:
-    """95% percentile interval of the mean of `correct` (examples x seeds) over resampled examples."""
+def bootstrap_mean_ci(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile interval of the mean of `values` (one per test example) over resampled examples."""
     rng = np.random.Generator(np.random.PCG64(seed))
-    per_example = correct.mean(axis=1)
-    idx = rng.integers(0, len(per_example), size=(resamples, len(per_example)))
-    return [float(v) for v in np.percentile(per_example[idx].mean(axis=1), [2.5, 97.5])]
+    idx = rng.integers(0, len(values), size=(resamples, len(values)))
+    return [float(v) for v in np.percentile(values[idx].mean(axis=1), [2.5, 97.5])]
 
 
 def seed_row(label: str, runs_by_seed: dict[int, Path], data: str) -> tuple[dict, np.ndarray]:
@@ -78,7 +77,7 @@ def seed_row(label: str, runs_by_seed: dict[int, Path], data: str) -> tuple[dict
     if any(sorted(c) != ids for c in correct):
         raise SystemExit(f"{label}, {data}: the seeds' test predictions cover different examples")
     matrix = np.array([[c[i] for c in correct] for i in ids], dtype=np.float64)
-    row = {"model": label, "accuracy": float(matrix.mean()), "accuracy_ci": bootstrap_mean_ci(matrix),
+    row = {"model": label, "accuracy": float(matrix.mean()), "accuracy_ci": bootstrap_mean_ci(matrix.mean(axis=1)),
            "macro_f1": float(np.mean([r["macro_f1"] for r in per_seed])),
            "train_seconds": round(float(np.mean([r["train_seconds"] for r in per_seed])), 1),
            "steps": per_seed[0]["steps"], "seeds": seeds,
@@ -86,15 +85,12 @@ def seed_row(label: str, runs_by_seed: dict[int, Path], data: str) -> tuple[dict
     return row, matrix
 
 
-def pretraining_gain(pre: np.ndarray, scratch: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
+def pretraining_gain(pre: np.ndarray, scratch: np.ndarray) -> dict:
     """Mean test accuracy of the pretrained minus the random-init model, with a paired bootstrap
     interval over test examples (each resample draws the same examples for both)."""
     diff = pre.mean(axis=1) - scratch.mean(axis=1)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    idx = rng.integers(0, len(diff), size=(resamples, len(diff)))
-    lo, hi = np.percentile(diff[idx].mean(axis=1), [2.5, 97.5])
     by_seed = pre.mean(axis=0) - scratch.mean(axis=0)
-    return {"difference": float(diff.mean()), "ci": [float(lo), float(hi)],
+    return {"difference": float(diff.mean()), "ci": bootstrap_mean_ci(diff),
             "seeds_ahead": int((by_seed > 0).sum()), "seeds": int(len(by_seed))}
 
 
