@@ -38,7 +38,7 @@ help:
 	@echo "make book         build the website into $(HTML), executing every notebook"
 	@echo "make test         run the library tests and check every notebook's stored outputs"
 	@echo "make book-stored  build the website from the notebooks' stored outputs (no execution)"
-	@echo "make results      regenerate results/classification (about 45 minutes on 2 CPU cores)"
+	@echo "make results      regenerate results/classification (about 1 h 30 min on 2 CPU cores)"
 	@echo "make clean        remove $(BUILD)/ and caches;  make distclean  also removes $(VENV)/"
 
 # ---------------------------------------------------------------------------------------------
@@ -120,8 +120,8 @@ test-notebooks: $(STAMP)
 # ---------------------------------------------------------------------------------------------
 # The results table read by the README and the book: baselines, tiny BERT from random init and
 # pretrained (runs/tiny-news, made by `bertlab pretrain` first if missing), MiniLM; test splits
-# of Rotten Tomatoes and SST-2 (SST-2 from $$BERTLAB_DATA_DIR). About 1 h 40 min on 2 CPU cores,
-# one of them pretraining.
+# of Rotten Tomatoes and SST-2 (SST-2 from $$BERTLAB_DATA_DIR). 1 h 30 min on 2 CPU cores in a fresh
+# clone (2026-11-24), 46 minutes of it pretraining.
 PRETRAINED ?= runs/tiny-news
 results: export HF_HUB_OFFLINE := 1
 results: export HF_DATASETS_OFFLINE := 1
