@@ -109,12 +109,24 @@ test-lib: $(STAMP)
 	 if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(TESTS)/ (exit 5); the library must have tests" >&2; exit 1; fi; \
 	 exit $$rc
 
+# Chapter 11 stores outputs made with ChnSentiCorp ($$BERTLAB_DATA_DIR/chnsenticorp). Without the data
+# it still runs (its data cells say they are skipped), so it is executed without comparing outputs.
+CHINESE_NB := $(NOTEBOOKS)/11_chinese_classification.ipynb
 test-notebooks: $(STAMP)
 	@echo "== pytest --nbval $(NOTEBOOKS)/"
 	@ls $(NOTEBOOKS)/*.ipynb >/dev/null 2>&1 || { echo "error: no notebooks in $(NOTEBOOKS)/" >&2; exit 1; }
-	@rc=0; $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 \
-	   -p no:cacheprovider --junitxml=$(BUILD)/nbval-junit.xml $(NOTEBOOKS)/ || rc=$$?; \
+	@strict="$$(ls $(NOTEBOOKS)/*.ipynb)"; lax=""; \
+	 if ! $(BIN)/python -c 'from bertlab.data import load_classification as f; f("chnsenticorp")' >/dev/null 2>&1; then \
+	   lax="$(CHINESE_NB)"; strict="$$(grep -v -x -F "$$lax" <<<"$$strict")"; \
+	   echo "note: ChnSentiCorp not found (BERTLAB_DATA_DIR=$${BERTLAB_DATA_DIR:-<unset>}): $$lax is executed," \
+	        "but its stored outputs (made with the data) are not compared"; \
+	 fi; \
+	 rc=0; $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 \
+	   -p no:cacheprovider --junitxml=$(BUILD)/nbval-junit.xml $$strict || rc=$$?; \
 	 if [ $$rc -eq 5 ]; then echo "error: nbval collected no cells in $(NOTEBOOKS)/ (exit 5)" >&2; exit 1; fi; \
+	 if [ -n "$$lax" ]; then \
+	   $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider $$lax || rc=$$?; \
+	 fi; \
 	 exit $$rc
 
 # ---------------------------------------------------------------------------------------------
