@@ -112,6 +112,10 @@ test-lib: $(STAMP)
 # Chapter 11 stores outputs made with ChnSentiCorp ($$BERTLAB_DATA_DIR/chnsenticorp). Without the data
 # it still runs (its data cells say they are skipped), so it is executed without comparing outputs.
 CHINESE_NB := $(NOTEBOOKS)/11_chinese_classification.ipynb
+# The stored outputs are those of the small size on a CPU: compare them on a CPU at the small size,
+# also on a machine with a GPU (where a chapter would otherwise choose the GPU and the full size).
+test-notebooks: export CUDA_VISIBLE_DEVICES :=
+test-notebooks: export BERTLAB_BOOK_SIZE := small
 test-notebooks: $(STAMP)
 	@echo "== pytest --nbval $(NOTEBOOKS)/"
 	@ls $(NOTEBOOKS)/*.ipynb >/dev/null 2>&1 || { echo "error: no notebooks in $(NOTEBOOKS)/" >&2; exit 1; }

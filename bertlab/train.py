@@ -21,6 +21,7 @@ written under a temporary name and renamed, so a kill during a save never damage
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -34,6 +35,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.distributed as dist
 from torch import nn
+
+logger = logging.getLogger("bertlab")
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
@@ -150,12 +153,33 @@ def epoch_batches(
 
 
 def autocast_settings(device: torch.device, amp: str) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use a gradient scaler)."""
+    """(autocast dtype or None, use a gradient scaler).
+
+    `amp="auto"`: nothing on a CPU. On a GPU, bf16 where the GPU computes in bf16 natively, that is
+    from compute capability 8.0 on (A100, RTX 30xx, H100, ...); fp16 with a gradient scaler below
+    that (V100 7.0, T4 7.5). `torch.cuda.is_bf16_supported()` is not the test: it answers True on a
+    T4 too, whose bf16 is emulated and slow.
+    """
     if amp == "no" or (amp == "auto" and device.type != "cuda"):
         return None, False
     if amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        major, _minor = torch.cuda.get_device_capability(device)
+        amp = "bf16" if major >= 8 else "fp16"
     return (torch.bfloat16, False) if amp == "bf16" else (torch.float16, device.type == "cuda")
+
+
+MAX_STEPS_ENV = "BERTLAB_MAX_STEPS"
+
+
+def step_cap(environ: dict[str, str] | None = None) -> int | None:
+    """N when BERTLAB_MAX_STEPS=N is set: every training run then stops after at most N optimizer
+    steps. It is a switch for smoke tests (CI runs the book's full-size recipes on a CPU with it)."""
+    value = (os.environ if environ is None else environ).get(MAX_STEPS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{MAX_STEPS_ENV}={value!r}: must be a positive whole number")
+    return int(value)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -242,6 +266,10 @@ class Trainer:
             )
         steps_per_epoch = max(1, self.micro_per_epoch // config.grad_accum_steps)
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+        cap = step_cap()
+        if cap is not None and cap < self.total_steps:
+            logger.warning("%s=%d: this run stops after %d of its %d steps", MAX_STEPS_ENV, cap, cap, self.total_steps)
+            self.total_steps = cap
         warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * self.total_steps)
 
         self.optimizer = adamw(parameter_groups(self.model, config.weight_decay), lr=config.learning_rate,

@@ -4,6 +4,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -28,7 +30,46 @@ def test_first_code_cell_installs_from_the_configured_repository():
         cells = json.loads(nb.read_text())["cells"]
         first = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
         assert f'REPO = "{url}"' in first, f"{nb.name}: first code cell must set REPO = \"{url}\" (see _config.yml)"
-        assert "find_spec(\"bertlab\")" in first and "torch.cuda.is_available()" in first
+        assert 'f"bertlab[book] @ git+{REPO}"' in first and "DEVICE, SIZE = bertlab.book.setup()" in first, (
+            f"{nb.name}: the first code cell must install bertlab[book] from REPO and call bertlab.book.setup()")
+
+
+def test_the_repository_url_lives_in_config_and_first_cells_only():
+    """A publisher changes the URL in _config.yml and the first cells; nowhere else may hold it."""
+    url = repository_url()
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout: the tracked files are unknown")
+    for path in (ROOT / name for name in tracked):
+        if not path.is_file() or path.suffix not in (".py", ".md", ".yml", ".ipynb", ".toml", ".txt", ""):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix == ".ipynb":
+            cells = [c for c in json.loads(text)["cells"] if c["cell_type"] == "code"]
+            text = "".join("".join(c["source"]) for c in cells[1:])
+        elif path.name in ("_config.yml", "README.md"):
+            continue
+        assert url not in text, f"{path.relative_to(ROOT)} repeats the repository URL (keep it in _config.yml and first cells)"
+
+
+def test_device_and_size_are_printed_by_a_cell_whose_output_is_not_compared():
+    for nb in NOTEBOOKS:
+        for i, cell in enumerate(c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"):
+            tags = cell.get("metadata", {}).get("tags", [])
+            text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
+            if "device: " in text or "DEVICE, SIZE" in "".join(cell["source"]):
+                assert "nbval-ignore-output" in tags, f"{nb.name} code cell {i} prints the device but is compared"
+
+
+def test_data_packages_agree_with_requirements():
+    """bertlab.book installs the same pins that requirements.txt installs with --no-deps."""
+    from bertlab.book import DATA_PACKAGES
+
+    nodeps = sorted(line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+                    if re.search(r"#\s*no-deps", line) and line.split("#")[0].strip())
+    assert sorted(DATA_PACKAGES.values()) == nodeps
 
 
 def test_notebooks_are_stored_executed_and_clean():
