@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -82,8 +83,6 @@ def choose_size(device: str, environ: dict[str, str] | None = None) -> str:
 
 def setup(install: bool = True, quiet: Sequence[str] = ("bertlab",)) -> tuple[str, str]:
     """Prepare a chapter: data packages present, loggers quiet; returns (DEVICE, SIZE) and prints them."""
-    import logging
-
     if install:
         installed = install_data_packages()
         if installed:
