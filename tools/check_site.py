@@ -130,6 +130,7 @@ def main(html_dir: Path) -> int:
 
     images_dir = (html_dir / "_images").resolve()
     mathjax_refs: set[str] = set()
+    without_figures = 0  # chapter pages whose data set was absent (figure_check)
     pages = sorted(html_dir.rglob("*.html"))
     for page in pages:
         rel = page.relative_to(html_dir).as_posix()
@@ -165,6 +166,7 @@ def main(html_dir: Path) -> int:
             problem, note = figure_check(rel, len(good), text)
             if note:
                 print(f"check_site: note: {note}")
+                without_figures += 1
             if problem:
                 problems.append(problem)
             if not any("colab.research.google.com" in h for h in tags.anchors):
@@ -188,8 +190,10 @@ def main(html_dir: Path) -> int:
             print(f"  - {p}")
         return 1
     print(
-        f"check_site: OK: {len(pages)} pages, {len(notebooks)} notebook page(s) with figures and "
-        f"Colab links, MathJax local ({', '.join(sorted(mathjax_refs))}), no external scripts/styles"
+        f"check_site: OK: {len(pages)} pages, {len(notebooks)} notebook page(s) with Colab links, "
+        f"{len(notebooks) - without_figures} with figures"
+        + (f" ({without_figures} without: data absent)" if without_figures else "") + ", "
+        f"MathJax local ({', '.join(sorted(mathjax_refs))}), no external scripts/styles"
         + (f", bibliography of {n_entries} entries with every citation resolved" if n_entries else "")
     )
     return 0
