@@ -50,7 +50,7 @@ COLAB_PACKAGES = [
 
 COLAB_PIP = "pip==24.1.2"
 
-# The first cell's repository line, e.g.  REPO = "https://github.com/bertlab/bertlab"  # ...
+# The first cell's repository line, e.g.  REPO = "https://github.com/OWNER/NAME"  # ...
 REPO_LINE = re.compile(r'^(REPO = )"[^"]*"', re.MULTILINE)
 
 # Settings of this machine or of CI that a Colab runtime does not have.
