@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .evaluate import SPLITS, EvaluateError, atomic_folder, check_output, slug, write_report
+from .evaluate import SPLITS, EvaluateError, args_json, atomic_folder, check_output, slug, write_report
 
 DEFAULT_C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 ANALYZERS = ("auto", "word", "char")
@@ -192,7 +192,7 @@ def run_baseline(args: BaselineArgs, log: Callable[[str], None] = print) -> dict
 
     validate(args)
     if args.output is not None:
-        check_output(Path(args.output), "summary.json")
+        check_output(Path(args.output), "baseline")
     data = load_classification(args.data, args.data_dir, args.text_column, args.text_pair_column,
                                args.label_column, args.validation_split, args.seed)
     if args.split not in data.splits:
@@ -202,7 +202,7 @@ def run_baseline(args: BaselineArgs, log: Callable[[str], None] = print) -> dict
     if len(split) == 0:
         raise BaselineError(f"--split {args.split}: the {args.split} split of {data.name} is empty")
     out = Path(args.output) if args.output is not None else Path("runs") / f"baseline-{slug(data.name)}-{args.split}"
-    check_output(out, "summary.json")
+    check_output(out, "baseline")
     names, k = data.label_names, len(data.label_names)
     log(f"data: {data.name}, {k} classes; train {len(train):,}, validation {len(val) if val else 0:,}, "
         f"{args.split} {len(split):,}")
@@ -244,12 +244,13 @@ def run_baseline(args: BaselineArgs, log: Callable[[str], None] = print) -> dict
         summary["baselines"][name] = {"accuracy": m["accuracy"], "accuracy_ci": ci.get("accuracy"),
                                       "macro_f1": m["macro_f1"], "macro_f1_ci": ci.get("macro_f1"),
                                       "roc_auc": m["roc_auc"], "ece": m["ece"], "settings": m["settings"]}
+    check_output(out, "baseline")  # again: the folder may have changed while the baselines were fitted
     with atomic_folder(out) as tmp:
         for name, (m, probs) in results.items():
             (tmp / name).mkdir()
             write_report(tmp / name, m, split.labels, probs, names, split.ids, split.texts, split.pairs,
                          title=f"{name}, {data.name} {args.split}")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (tmp / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n", encoding="utf-8")
+        (tmp / "args.json").write_text(args_json("baseline", args), encoding="utf-8")
     summary["output"] = str(out)
     return summary

@@ -29,6 +29,7 @@ import functools
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -354,6 +355,20 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
+def replaceable_output(out: Path) -> bool:
+    """--output may be written: it does not exist, or it is a JSON result this command wrote earlier."""
+    if not out.exists():
+        return True
+    try:
+        data = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    # results written before the marker existed: an environment and a suite or a single run's ratio
+    return data.get("bertlab_command") == "bench" or ("environment" in data and ("suite" in data or "ratio" in data))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bertlab bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -375,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--output", help="write the result(s) as JSON here")
     args = p.parse_args(argv)
+    if args.output and not replaceable_output(Path(args.output)):
+        print(f"bertlab bench: error: --output {args.output}: exists and is not a result of bertlab bench; "
+              "nothing was changed, choose another file", file=sys.stderr)
+        return 2
     amp = args.amp or ("bf16" if args.device.startswith("cuda") else "no")
     if args.suite:
         print(f"suite {args.suite} on {args.device}: {len(SUITES[args.suite])} cases", flush=True)
@@ -392,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ratio         {data['ratio']:10.2f}x   (loss difference {data['loss_difference']:.1e})")
         print(summary_line(data))
     if args.output:
+        data = {"bertlab_command": "bench", **data}  # what replaceable_output looks for next time
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")

@@ -71,13 +71,31 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "data"
 
 
-def check_output(out: Path, marker: str, flag: str = "--output") -> None:
-    """`out` may be created, or replaced because it is empty or holds an earlier result (`marker`)."""
+# The key of args.json that says which command wrote a folder. A file name is not proof enough that a
+# folder may be replaced: a pretraining run holds a summary.json too, and a user's folder anything.
+COMMAND_KEY = "bertlab_command"
+
+
+def args_json(command: str, args: Any) -> str:
+    """args.json of an output folder: the arguments, and the command that wrote the folder."""
+    return json.dumps({COMMAND_KEY: command, **asdict(args)}, indent=2) + "\n"
+
+
+def written_by(out: Path, command: str) -> bool:
+    """True if `out` holds an earlier output of `bertlab <command>` (its args.json says so)."""
+    try:
+        return json.loads((out / "args.json").read_text(encoding="utf-8")).get(COMMAND_KEY) == command
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_output(out: Path, command: str, flag: str = "--output") -> None:
+    """`out` may be created, or replaced if it is empty or an earlier output of the same command."""
     if out.exists() and not out.is_dir():
         raise EvaluateError(f"{flag} {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / marker).exists():
-        raise EvaluateError(f"{flag} {out}: folder exists, is not empty and holds no {marker} of an earlier "
-                            f"evaluation; choose another folder")
+    if out.is_dir() and any(out.iterdir()) and not written_by(out, command):
+        raise EvaluateError(f"{flag} {out}: folder exists, is not empty and is not an earlier output of "
+                            f"bertlab {command}; nothing was changed, choose another folder")
 
 
 @contextmanager
@@ -216,7 +234,7 @@ def run_evaluation(args: EvaluateArgs, log: Callable[[str], None] = print) -> di
 
     validate(args)
     if args.output is not None:
-        check_output(Path(args.output), "metrics.json")
+        check_output(Path(args.output), "evaluate")
 
     model, tokenizer = load_classifier(args.model)  # first: a wrong --model fails before the data is read
     names = label_names(model)
@@ -229,7 +247,7 @@ def run_evaluation(args: EvaluateArgs, log: Callable[[str], None] = print) -> di
     if len(split) == 0:
         raise EvaluateError(f"--split {args.split}: the {args.split} split of {data.name} is empty")
     out = Path(args.output) if args.output is not None else default_output(args, data.name)
-    check_output(out, "metrics.json")
+    check_output(out, "evaluate")
 
     data_dir = args.data_dir or os.environ.get("BERTLAB_DATA_DIR")
     y_true = map_labels(split.labels, data.label_names, names, split.ids,
@@ -253,10 +271,11 @@ def run_evaluation(args: EvaluateArgs, log: Callable[[str], None] = print) -> di
     result = {"model": str(args.model), "kind": "bert", "data": data.name, "split": args.split,
               "settings": {**settings, "batch_size": args.batch_size}, "predict_seconds": round(seconds, 2),
               **metrics}
+    check_output(out, "evaluate")  # again: the folder may have changed while the model predicted
     with atomic_folder(out) as tmp:
         write_report(tmp, result, y_true, probs, names, split.ids, split.texts, split.pairs,
                      title=f"{data.name} {args.split}")
-        (tmp / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n", encoding="utf-8")
+        (tmp / "args.json").write_text(args_json("evaluate", args), encoding="utf-8")
     result["output"] = str(out)
     return result
 

@@ -168,6 +168,27 @@ def test_a_second_run_replaces_the_first(fruit, tmp_path):
     assert json.loads((out / "tfidf_lr" / "metrics.json").read_text())["settings"]["C"] == 2.0
 
 
+def test_a_run_folder_of_another_command_is_never_replaced(fruit, tmp_path, capsys):
+    # A pretraining run holds summary.json and args.json too; baseline must not take it for its own.
+    run = tmp_path / "pretrain-run"
+    run.mkdir()
+    files = {"summary.json": '{"steps": 100}', "args.json": '{"output": "pretrain-run"}',
+             "model.safetensors": "weights", "vocab.txt": "[PAD]"}
+    for name, text in files.items():
+        (run / name).write_text(text)
+    # an evaluate output is not a baseline output either
+    evaluated = tmp_path / "eval"
+    evaluated.mkdir()
+    (evaluated / "metrics.json").write_text("{}")
+    (evaluated / "args.json").write_text('{"bertlab_command": "evaluate"}')
+    for folder in (run, evaluated):
+        before = {p.name: p.read_text() for p in folder.iterdir()}
+        err = run_error(capsys, "--data", fruit, "--split", "validation", "--output", folder, "--bootstrap", "0")
+        assert "is not an earlier output of bertlab baseline" in err and "--output" in err
+        assert {p.name: p.read_text() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_importing_bertlab_does_not_need_scikit_learn():
     code = ("import sys, bertlab, bertlab.metrics, bertlab.evaluate, bertlab.baseline, bertlab.cli; "
             "bertlab.cli.build_parser(); assert 'sklearn' not in sys.modules, 'sklearn imported'")

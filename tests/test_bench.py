@@ -1,8 +1,11 @@
 """The benchmark runs (a smoke run at tiny size: no speed is asserted here)."""
 
 import json
+from pathlib import Path
 
 from bertlab.bench import bench_train_step, main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_pretraining_step_smoke():
@@ -54,3 +57,21 @@ def test_bench_suite_smoke_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["suite"] == "smoke" and len(data["results"]) == 2
     assert data["environment"]["cpu_cores"] >= 1 and "bertlab" in data["environment"]
+
+
+def test_output_never_overwrites_a_file_bench_did_not_write(tmp_path, capsys):
+    from bertlab.bench import main, replaceable_output
+
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "notes"}')
+    assert main(["--preset", "tiny", "--vocab-size", "100", "--seq-len", "8", "--batch-size", "2",
+                 "--steps", "1", "--rounds", "1", "--output", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--output" in err and "not a result of bertlab bench" in err
+    assert notes.read_text() == '{"my": "notes"}'
+    (tmp_path / "text.txt").write_text("not json")
+    assert not replaceable_output(tmp_path / "text.txt") and replaceable_output(tmp_path / "new.json")
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"bertlab_command": "bench", "ratio": 1.0}')
+    assert replaceable_output(mine)
+    assert replaceable_output(ROOT / "results" / "bench" / "cpu-suite.json")  # written before the marker

@@ -173,6 +173,14 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, model_dir, data_fold
     (busy / "notes.txt").write_text("mine")
     assert "not empty" in run_error(capsys, "--model", model_dir, "--data", data_folder, "--output", busy)
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+    # a folder with a metrics.json that evaluate did not write (here: a baseline's output) is left alone
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.json").write_text("{}")
+    (other / "args.json").write_text('{"bertlab_command": "baseline"}')
+    assert "is not an earlier output of bertlab evaluate" in run_error(
+        capsys, "--model", model_dir, "--data", data_folder, "--output", other)
+    assert sorted(p.name for p in other.iterdir()) == ["args.json", "metrics.json"]
     assert "nope" in run_error(capsys, "--model", tmp_path / "nope", "--data", data_folder)
     assert "missing.csv" in run_error(capsys, "--model", model_dir, "--data", tmp_path / "missing.csv")
 
