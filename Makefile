@@ -32,11 +32,12 @@ endif
 # Quiet a debugger warning that every Python 3.11 kernel start prints.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book book-stored test test-lib test-notebooks test-full-size test-colab check-site results clean distclean
+.PHONY: help venv book book-stored test test-fast test-lib test-notebooks test-full-size test-colab check-site results clean distclean
 
 help:
 	@echo "make book         build the website into $(HTML), executing every notebook"
-	@echo "make test         run the library tests and check every notebook's stored outputs"
+	@echo "make test         run ruff, the library tests and check every notebook's stored outputs"
+	@echo "make test-fast    the inner loop: the library tests not marked slow (under a minute)"
 	@echo "make book-stored  build the website from the notebooks' stored outputs (no execution)"
 	@echo "make test-full-size  run every chapter's SIZE = \"full\" branch on the CPU, 3 steps per training run"
 	@echo "make test-colab   run every chapter as on a fresh Colab runtime (transformers 4.x, nothing else installed)"
@@ -105,11 +106,25 @@ test: $(STAMP)
 	      "notebooks $$([ $$rc_nb -eq 0 ] && echo ok || echo FAILED)"; \
 	 [ $$rc_lib -eq 0 ] && [ $$rc_nb -eq 0 ]
 
+# ruff first (settings in pyproject.toml): a lint failure fails the target before any test runs.
+# --durations=15 lists the slowest tests in the log, so a test that grows slow is seen.
 test-lib: $(STAMP)
+	@echo "== ruff check bertlab $(TESTS) tools"
+	@$(BIN)/ruff check bertlab $(TESTS) tools
 	@echo "== pytest $(TESTS)"
-	@rc=0; $(BIN)/python -m pytest $(TESTS) || rc=$$?; \
+	@rc=0; $(BIN)/python -m pytest --durations=15 $(TESTS) || rc=$$?; \
 	 if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(TESTS)/ (exit 5); the library must have tests" >&2; exit 1; fi; \
 	 exit $$rc
+
+# The inner loop: every library test not marked `slow` (pyproject.toml registers the marker), in
+# under a minute on 2 CPU cores. No ruff, no notebooks; `make test` runs all of it. One torch thread:
+# the fast tests use tiny tensors, and on cores shared with other jobs OpenMP's spin-waiting made
+# this tier take 92 s with two threads against 35 s with one (2 cores, load average 3.5, 2026-12-06).
+test-fast: export HF_HUB_OFFLINE := 1
+test-fast: export HF_DATASETS_OFFLINE := 1
+test-fast: export OMP_NUM_THREADS := 1
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q $(TESTS)
 
 # Chapter 11 stores outputs made with ChnSentiCorp ($$BERTLAB_DATA_DIR/chnsenticorp). Without the data
 # it still runs (its data cells say they are skipped), so it is executed without comparing outputs.
@@ -173,7 +188,7 @@ results: $(STAMP)
 
 # ---------------------------------------------------------------------------------------------
 clean:
-	rm -rf $(BUILD) .pytest_cache
+	rm -rf $(BUILD) .pytest_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 \
 	  | xargs -0 rm -rf
 

@@ -1,7 +1,8 @@
 """bertlab: BERT from scratch — the library behind the book."""
 
-from .config import PRESETS, BertConfig, ConfigError
 from .checkpoint import CheckpointError
+from .common import BertlabError
+from .config import FAST_PATHS, PRESETS, BertConfig, ConfigError
 from .model import (
     BertForMaskedLM,
     BertForPreTraining,
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
+    "FAST_PATHS",
     "BertConfig",
     "BertModel",
     "BertForPreTraining",
@@ -23,6 +25,7 @@ __all__ = [
     "ModelOutput",
     "WordPieceTokenizer",
     "train_wordpiece",
+    "BertlabError",
     "ConfigError",
     "CheckpointError",
     "__version__",

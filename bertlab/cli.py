@@ -2,23 +2,105 @@
 
     bertlab pretrain --corpus news --preset tiny --steps 2000 --output runs/tiny-news
     bertlab fill-mask --model runs/tiny-news "the [MASK] said on monday"
+    bertlab finetune --model minilm-l6 --data sst2 --output runs/sst2
+    bertlab evaluate --model runs/sst2 --data sst2
+    bertlab predict --model runs/sst2 "a gorgeous, witty, seductive movie"
     bertlab info minilm-l6
     bertlab bench --task pretrain
 
-Bad input gives one line on stderr naming what is wrong, and exit code 2 (no traceback; set
-BERTLAB_DEBUG=1 to see one).
+All argparse lives here. The flags of pretrain, finetune, evaluate, baseline and predict are made
+from the fields of their argument dataclasses (`bertlab.common.option`), so each default is
+written once, beside the field, and the Python API and the command agree.
+
+Bad input (a `BertlabError`, or a file that is not there) gives one line on stderr and exit code 2;
+anything else is a bug and keeps its traceback. Set BERTLAB_DEBUG=1 to see a traceback for bad
+input too.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
+import types
+import typing
+from typing import Any
 
 from . import __version__
+from .common import BertlabError
+from .config import PRESETS
 
-PRESET_NAMES = ["tiny", "mini", "small", "medium", "base", "large"]
 
+class Help(argparse.HelpFormatter):
+    """Shows "(default: X)" where there is a default worth showing and the help does not say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default == [] or default == argparse.SUPPRESS \
+                or "default" in text or action.required:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _plain_type(hint: Any) -> tuple[type, bool]:
+    """(the type, is it a list) of a field's annotation, with `| None` removed."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) in (list, tuple):
+        return typing.get_args(hint)[0], True
+    return hint, False
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One argument per `option` field of the dataclass `cls`, in field order, in its help group."""
+    hints = typing.get_type_hints(cls)
+    groups: dict[str | None, Any] = {None: parser}
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            continue  # a field of the Python API only
+        meta = f.metadata
+        group = meta["group"]
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        kind, many = _plain_type(hints[f.name])
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        kwargs: dict[str, Any] = {"help": meta["help"].replace("%", "%%")}
+        if kind is bool:
+            kwargs["action"] = "store_false" if default else "store_true"
+        else:
+            kwargs["type"] = kind
+            if many or meta["nargs"]:
+                kwargs["nargs"] = meta["nargs"] or "+"
+            if meta["choices"]:
+                kwargs["choices"] = meta["choices"]
+        if meta["positional"]:
+            groups[group].add_argument(f.name, default=default, **kwargs)
+            continue
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        if required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        groups[group].add_argument(flag, dest=f.name, **kwargs)
+
+
+def make_args(cls: type, namespace: argparse.Namespace):
+    """The dataclass `cls` filled from parsed arguments."""
+    values = vars(namespace)
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- the commands
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .config import BertConfig
@@ -38,32 +120,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .pretrain import PretrainArgs, run_pretraining
-
-    fields = PretrainArgs.__dataclass_fields__
-    values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    values["lowercase"] = not args.cased
-    summary = run_pretraining(PretrainArgs(**values), log=lambda msg: print(msg, flush=True))
-    held = summary["heldout"]
-    print(f"done: {summary['steps']} steps in {summary['train_seconds']:.0f} s "
-          f"({summary['tokens_per_s'] or 0:,.0f} tokens/s); held-out MLM loss {held.get('mlm_loss', float('nan')):.3f}, "
-          f"MLM accuracy {held.get('mlm_accuracy', float('nan')):.3f}, NSP accuracy {held.get('nsp_accuracy', float('nan')):.3f}")
-    print(f"model, tokenizer, metrics.jsonl and pretraining_curves.png in {args.output}")
-    return 0
-
-
 def cmd_fill_mask(args: argparse.Namespace) -> int:
+    from .common import quiet_logger
     from .model import BertForMaskedLM
     from .pretrain import fill_mask
     from .tokenizer import WordPieceTokenizer
 
-    import logging
-
-    logging.getLogger("bertlab").setLevel(logging.ERROR)
-    model = BertForMaskedLM.from_pretrained(args.model)
+    with quiet_logger():
+        model = BertForMaskedLM.from_pretrained(args.model)
     if model.loading_info["missing_keys"]:
-        raise ValueError(f"{args.model}: has no trained MLM head (a pretraining run folder has one)")
+        raise BertlabError(f"{args.model}: has no trained MLM head (a pretraining run folder has one)")
     tokenizer = WordPieceTokenizer.from_pretrained(args.model)
     for text in args.text:
         print(text)
@@ -73,74 +139,93 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import PredictArgs, run_prediction
 
-    return bench_main(args.bench_args)
+    for record in run_prediction(make_args(PredictArgs, args), stdin=sys.stdin if args.text == ["-"] else ()):
+        print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """pretrain, finetune, evaluate, baseline: fill the dataclass, run, print the report lines."""
+    run_args = make_args(args.arguments, args)
+    for line in args.report(args.run(run_args, log=_log), run_args):
+        print(line)
+    return 0
+
+
+# --------------------------------------------------------------------------- the parser
+
+DESCRIPTIONS = {
+    "pretrain": (
+        "pretrain a BERT (MLM + NSP) from raw text",
+        "Train a WordPiece tokenizer, build NSP sentence pairs, and pretrain BERT with masked-LM and "
+        "next-sentence-prediction losses; evaluate on held-out documents; save a Hugging Face-format folder with "
+        "the tokenizer, metrics.jsonl and a curve plot."),
+    "finetune": (
+        "fine-tune BERT for text classification",
+        "Fine-tune a BERT checkpoint (or a randomly initialised one) to classify texts: evaluate on the validation "
+        "split as it trains, keep the best model, and leave a Hugging Face-format folder (model, tokenizer, "
+        "metrics.jsonl, learning curve, summary) that transformers.pipeline('text-classification') also loads."),
+    "predict": (
+        "classify texts with a fine-tuned model (JSON lines)",
+        "Classify texts with a fine-tuned model folder; print one JSON object per text: "
+        '{"text": ..., "label": ..., "probabilities": {label: p, ...}}.'),
+    "evaluate": (
+        "metrics, figures and predictions of a fine-tuned classifier on a data split",
+        "Predict a data split with a fine-tuned classifier and write metrics.json (accuracy, macro and weighted "
+        "precision/recall/F1, per-class report, confusion matrix, ROC-AUC for two classes, 95% bootstrap "
+        "intervals, expected calibration error, the most confidently wrong examples), figures (confusion matrix, "
+        "reliability diagram, per-class F1), predictions.jsonl and errors.jsonl."),
+    "baseline": (
+        "majority-class and TF-IDF + logistic-regression baselines on a data set",
+        "Fit the majority class and TF-IDF + logistic regression (scikit-learn) on the training split, choose the "
+        "regularisation C on the validation split, and evaluate both on --split, writing the same metrics.json and "
+        "figures as `bertlab evaluate` (OUTPUT/majority/, OUTPUT/tfidf_lr/) and OUTPUT/summary.json. A fine-tuned "
+        "BERT that does not beat these is not yet useful."),
+    "bench": (
+        "throughput against transformers",
+        "Time bertlab against transformers (SDPA attention) on the same configuration, weights and batches, after "
+        "checking their losses and gradients equal; print tokens/s of both and the ratio."),
+}
+
+
+def commands() -> dict[str, dict[str, Any]]:
+    """name -> the argument dataclass, and how the command runs: its function and its report lines."""
+    from . import baseline, bench, evaluate, finetune, predict, pretrain
+
+    return {
+        "pretrain": {"arguments": pretrain.PretrainArgs, "run": pretrain.run_pretraining,
+                     "report": pretrain.report_lines, "func": run_command},
+        "finetune": {"arguments": finetune.FinetuneArgs, "run": finetune.run_finetune,
+                     "report": finetune.report_lines, "func": run_command},
+        "predict": {"arguments": predict.PredictArgs, "func": cmd_predict},
+        "evaluate": {"arguments": evaluate.EvaluateArgs, "run": evaluate.run_evaluation,
+                     "report": evaluate.report_lines, "func": run_command},
+        "baseline": {"arguments": baseline.BaselineArgs, "run": baseline.run_baseline,
+                     "report": baseline.report_lines, "func": run_command},
+        "bench": {"arguments": bench.BenchArgs, "run": bench.run_bench, "report": bench.report_lines,
+                  "func": run_command},
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertlab", description="BERT from scratch: pretrain, fine-tune, evaluate, predict.")
+    parser = argparse.ArgumentParser(prog="bertlab", description="BERT from scratch: pretrain, fine-tune, evaluate, "
+                                     "predict.")
     parser.add_argument("--version", action="version", version=f"bertlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="size and parameter count of a model or a preset")
     info.add_argument("model", nargs="?", default="minilm-l6", help="model folder, registered name or Hub name")
-    info.add_argument("--preset", choices=PRESET_NAMES)
+    info.add_argument("--preset", choices=list(PRESETS))
     info.set_defaults(func=cmd_info)
 
-    p = sub.add_parser(
-        "pretrain", help="pretrain a BERT (MLM + NSP) from raw text",
-        description="Train a WordPiece tokenizer, build NSP sentence pairs, and pretrain BERT with masked-LM and "
-                    "next-sentence-prediction losses; evaluate on held-out documents; save a Hugging Face-format "
-                    "folder with the tokenizer, metrics.jsonl and a curve plot.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    g = p.add_argument_group("data")
-    g.add_argument("--corpus", nargs="+", default=["news"],
-                   help="'news' (the embedded 2-million-word news corpus), text files or folders (documents "
-                        "separated by blank lines, or one per file), or a Hub data set (wikitext, hf:NAME[:CONFIG])")
-    g.add_argument("--data-dir", help="folder for relative corpus paths (default: $BERTLAB_DATA_DIR)")
-    g.add_argument("--heldout", type=float, default=0.01,
-                   help="documents held out for evaluation: a fraction (<1) or a count")
-    g.add_argument("--max-eval-examples", type=int, default=1000, help="held-out pairs evaluated")
-    g = p.add_argument_group("tokenizer")
-    g.add_argument("--tokenizer", help="use this tokenizer folder (vocab.txt / tokenizer.json) instead of training one")
-    g.add_argument("--vocab-size", type=int, default=8000, help="WordPiece vocabulary size to train")
-    g.add_argument("--cased", action="store_true", help="keep case and accents (default: lower-case, strip accents)")
-    g.add_argument("--limit-alphabet", type=int, default=1000,
-                   help="characters kept whole, the most frequent first; any other becomes [UNK] (raise it for "
-                        "Chinese, where every character is a token: e.g. 6000)")
-    g = p.add_argument_group("examples")
-    g.add_argument("--max-seq-length", type=int, default=128, help="tokens per example, [CLS] and [SEP]s included")
-    g.add_argument("--short-seq-prob", type=float, default=0.1, help="probability of a shorter target length")
-    g.add_argument("--dupe-factor", type=int, default=1, help="passes over the corpus when building pairs")
-    g.add_argument("--masked-lm-prob", type=float, default=0.15, help="share of tokens chosen for the MLM loss")
-    g.add_argument("--whole-word-mask", action="store_true", help="choose whole words, not single pieces")
-    g = p.add_argument_group("model and training")
-    g.add_argument("--preset", default="tiny", choices=PRESET_NAMES, help="model size")
-    g.add_argument("--dropout", type=float,
-                   help="hidden and attention dropout (default: the preset's 0.1; 0 often trains small models faster)")
-    g.add_argument("--batch-size", type=int, default=32, help="examples per step (per process under torchrun)")
-    g.add_argument("--grad-accum-steps", type=int, default=1, help="micro-batches per optimizer step")
-    g.add_argument("--steps", type=int, default=1000, help="optimizer steps")
-    g.add_argument("--learning-rate", type=float, default=5e-4, help="peak AdamW learning rate")
-    g.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default: 10%% of --steps)")
-    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (not on biases/LayerNorm)")
-    g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "no"],
-                   help="mixed precision; auto = bf16 or fp16 on a GPU, none on a CPU")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--seed", type=int, default=0, help="seed of data order, masks and initialisation")
-    g.add_argument("--max-minutes", type=float, help="stop after this many minutes and save")
-    g = p.add_argument_group("run folder")
-    g.add_argument("--output", required=True, help="run folder to create (must be new or empty)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint")
-    g.add_argument("--save-every", type=int, help="checkpoint every N steps")
-    g.add_argument("--eval-every", type=int, help="evaluate on held-out data every N steps (default: at the end)")
-    g.add_argument("--log-every", type=int, default=10, help="log training metrics every N steps")
-    g.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
-    g.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (needs tensorboard)")
-    p.set_defaults(func=cmd_pretrain)
+    for name, spec in commands().items():
+        help_, description = DESCRIPTIONS[name]
+        p = sub.add_parser(name, help=help_, description=description, formatter_class=Help)
+        add_options(p, spec["arguments"])
+        p.set_defaults(**spec)
 
     f = sub.add_parser("fill-mask", help="predict the [MASK] tokens of a sentence with a pretrained model")
     f.add_argument("--model", required=True, help="a pretraining run folder (or any BERT with an MLM head)")
@@ -148,15 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("text", nargs="+", help="sentences containing [MASK]")
     f.set_defaults(func=cmd_fill_mask)
 
-    # Fine-tuning, prediction, evaluation and baselines register their own subcommands.
-    from . import evaluate, finetune
-
-    finetune.add_subcommands(sub)
-    evaluate.add_subcommands(sub)
-
-    b = sub.add_parser("bench", help="throughput against transformers (see `bertlab bench --help`)", add_help=False)
-    b.add_argument("bench_args", nargs=argparse.REMAINDER)
-    b.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -164,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError, KeyError) as err:
+    except (BertlabError, FileNotFoundError) as err:
         if os.environ.get("BERTLAB_DEBUG"):
             raise
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .common import BertlabError
+
 # (layers, hidden, heads). The small sizes are those of Turc et al. (2019), "Well-Read Students
 # Learn Better" (arXiv:1908.08962); base and large are BERT's own (Devlin et al., 2019, §3).
 PRESETS: dict[str, tuple[int, int, int]] = {
@@ -24,10 +26,13 @@ PRESETS: dict[str, tuple[int, int, int]] = {
 }
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "explicit")
+# The speed paths of bertlab.fast, as config overrides: what `bertlab pretrain`, `finetune` and
+# `bench` run with. A model built by hand computes the plain way unless its config says otherwise.
+FAST_PATHS: dict[str, Any] = {"unpad_inputs": True, "fused_mlm_loss": True}
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
 
-class ConfigError(ValueError):
+class ConfigError(BertlabError):
     """A configuration that cannot describe a BERT model."""
 
 
@@ -49,6 +54,12 @@ class BertConfig:
     # "sdpa": torch.nn.functional.scaled_dot_product_attention (fused kernels);
     # "explicit": softmax(QK^T/sqrt(d_k) + mask) V written out, and able to return the probabilities.
     attn_implementation: str = "sdpa"
+    # Speed paths of bertlab.fast, tested equal to the plain computation and saved in config.json.
+    # unpad_inputs: per-token work on the real tokens of a padded batch only (padding rows of the
+    # outputs come back as zeros). fused_mlm_loss: while training, the MLM projection and its
+    # cross-entropy in one pass that never keeps the (N, V) logits.
+    unpad_inputs: bool = False
+    fused_mlm_loss: bool = False
     # Classification head.
     num_labels: int = 2
     classifier_dropout: float | None = None

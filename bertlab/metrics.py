@@ -241,6 +241,21 @@ def confident_errors(y_true, probs, label_names: Sequence[str], texts: Sequence[
 
 # --------------------------------------------------------------------------- everything at once
 
+def validation_metrics(y_true, logits) -> dict[str, float]:
+    """accuracy, mean cross-entropy loss and macro-F1 of (N, K) logits against class indices: what
+    fine-tuning tracks on the validation split as it trains (the full report is classification_metrics)."""
+    y = _as_numpy(y_true).astype(np.int64).reshape(-1)
+    z = _as_numpy(logits, np.float64)
+    if y.shape[0] == 0:
+        return {"accuracy": 0.0, "loss": 0.0, "macro_f1": 0.0}
+    pred = z.argmax(axis=1)
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return {"accuracy": accuracy(y, pred),
+            "loss": float(-log_probs[np.arange(y.shape[0]), y].mean()),
+            "macro_f1": macro_f1(confusion_matrix(y, pred, z.shape[1]))}
+
+
 def classification_metrics(y_true, probs, label_names: Sequence[str], texts: Sequence[str] | None = None,
                            ids: Sequence[str] | None = None, pairs: Sequence[str | None] | None = None,
                            bootstrap: int = 1000, seed: int = 0, n_bins: int = DEFAULT_BINS,

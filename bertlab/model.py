@@ -3,11 +3,14 @@
 Read top to bottom: embeddings -> encoder layer (attention, feed-forward, post-LN residuals)
 -> encoder stack -> pooler -> BertModel -> heads (MLM, NSP, classification) -> the task models.
 Parameter names match Hugging Face's `modeling_bert.py`, so its checkpoints load unchanged.
+This is the plain computation; the config fields `unpad_inputs` and `fused_mlm_loss` hand parts
+of it to the faster paths of `bertlab.fast`, which give the same numbers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,46 +18,43 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import MultiHeadSelfAttention, Unpadded, additive_padding_mask
+from . import checkpoint, fast
+from .attention import MultiHeadSelfAttention, additive_padding_mask
 from .config import BertConfig
 from .positional import LearnedPositionEmbedding
 
 
 @dataclass
 class ModelOutput:
-    """What every model returns; fields a model does not compute stay None."""
+    """What every model returns; fields a model does not compute stay None.
+
+    Each field has one shape. `prediction_logits` (and a masked LM's `logits`) are the MLM scores
+    at every position, (B, T, V), computed only when no `labels` are given: with labels the head
+    runs at the masked positions only, and the output holds the loss, `masked_positions` (B, T)
+    bool, and `mlm_predictions` (N,), the argmax at those positions in row-major order.
+    `losses` names the parts of `loss` ({"mlm_loss": ..., "nsp_loss": ...}) for a trainer to log.
+    """
 
     loss: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] | None = None
     logits: torch.Tensor | None = None
-    last_hidden_state: torch.Tensor | None = None
-    pooler_output: torch.Tensor | None = None
-    prediction_logits: torch.Tensor | None = None
-    seq_relationship_logits: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None  # (B, T, C)
+    pooler_output: torch.Tensor | None = None  # (B, C)
+    prediction_logits: torch.Tensor | None = None  # (B, T, V)
+    seq_relationship_logits: torch.Tensor | None = None  # (B, 2)
     mlm_loss: torch.Tensor | None = None
     nsp_loss: torch.Tensor | None = None
-    # With MLM labels: a (B, T) bool tensor, True where `prediction_logits` rows come from,
-    # and the argmax token at each of those positions (N,). In training (gradients on, no
-    # autocast) the (N, V) MLM logits are not kept, only these predictions: see masked_lm_loss.
-    masked_positions: torch.Tensor | None = None
-    mlm_predictions: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-    def __getitem__(self, name: str) -> Any:
-        return getattr(self, name)
-
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+    masked_positions: torch.Tensor | None = None  # (B, T) bool
+    mlm_predictions: torch.Tensor | None = None  # (N,)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # (L + 1) x (B, T, C)
+    attentions: tuple[torch.Tensor, ...] | None = None  # L x (B, H, T, T)
 
 
 def activation(name: str):
     # "gelu" is the exact GELU, x * Phi(x), as the reference implementation (transformers) reads the
     # name; Google's original TensorFlow BERT computed its tanh approximation, here "gelu_new".
-    if name == "gelu":
-        return F.gelu
-    if name in ("gelu_new", "gelu_pytorch_tanh"):
-        return lambda x: F.gelu(x, approximate="tanh")
-    return F.relu
+    tanh = partial(F.gelu, approximate="tanh")
+    return {"gelu": F.gelu, "gelu_new": tanh, "gelu_pytorch_tanh": tanh, "relu": F.relu}[name]
 
 
 # --- embeddings ------------------------------------------------------------------------------
@@ -71,38 +71,39 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                unpadded: Unpadded | None = None) -> torch.Tensor:
-        """(B, T) ids -> (B, T, C); with `unpadded`, the real tokens only: (N, C)."""
-        B, T = input_ids.shape
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, C)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        table = self.position_embeddings(T)  # (T, C)
-        if unpadded is not None:
-            input_ids, token_type_ids = unpadded.unpad(input_ids), unpadded.unpad(token_type_ids)  # (N,)
-            # (N, C): each real token's own position. An embedding lookup, not table[positions]: the
-            # backward of advanced indexing accumulates with atomic adds on a CPU (not bit-reproducible).
-            table = F.embedding(unpadded.positions, self.position_embeddings.weight)
-        x = self.word_embeddings(input_ids)  # (B, T, C) or (N, C)
+        x = self.word_embeddings(input_ids)  # (B, T, C)
         x = x + self.token_type_embeddings(token_type_ids)
-        x = x + table  # (T, C) broadcast over the batch, or (N, C)
+        x = x + self.position_embeddings(input_ids.shape[1])  # (T, C), broadcast over the batch
         return self.dropout(self.LayerNorm(x))
 
 
 # --- one encoder layer -----------------------------------------------------------------------
 
 
-class BertSelfOutput(nn.Module):
-    """W^O, dropout, residual, LayerNorm: the sublayer's post-LN wrapper."""
+class BertOutput(nn.Module):
+    """A sublayer's post-LN wrapper: dense back to C, dropout, residual, LayerNorm.
 
-    def __init__(self, config: BertConfig):
+    As the layer's `output`, the feed-forward network's second half (4C -> C); as
+    `attention.output` (BertSelfOutput), the attention's output projection W^O (C -> C).
+    """
+
+    def __init__(self, config: BertConfig, in_features: int):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(residual + self.dropout(self.dense(context)))
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(residual + self.dropout(self.dense(h)))
+
+
+class BertSelfOutput(BertOutput):
+    def __init__(self, config: BertConfig):
+        super().__init__(config, config.hidden_size)
 
 
 class BertAttention(nn.Module):
@@ -111,8 +112,8 @@ class BertAttention(nn.Module):
         self.self = MultiHeadSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, x, mask=None, output_attentions=False, unpadded=None):
-        context, probs = self.self(x, mask, output_attentions, unpadded)
+    def forward(self, x, mask=None, output_attentions=False):
+        context, probs = self.self(x, mask, output_attentions)
         return self.output(context, x), probs
 
 
@@ -128,19 +129,6 @@ class BertIntermediate(nn.Module):
         return self.act(self.dense(x))
 
 
-class BertOutput(nn.Module):
-    """The feed-forward network's second half: 4C -> C, dropout, residual, LayerNorm."""
-
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(residual + self.dropout(self.dense(h)))
-
-
 class BertLayer(nn.Module):
     """Post-LN Transformer encoder layer: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
@@ -148,11 +136,11 @@ class BertLayer(nn.Module):
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = BertOutput(config, config.intermediate_size)
 
-    def forward(self, x, mask=None, output_attentions=False, unpadded=None):
-        x, probs = self.attention(x, mask, output_attentions, unpadded)
-        x = self.output(self.intermediate(x), x)  # per token: (B, T, C), or (N, C) unpadded
+    def forward(self, x, mask=None, output_attentions=False):
+        x, probs = self.attention(x, mask, output_attentions)
+        x = self.output(self.intermediate(x), x)  # (B, T, C)
         return x, probs
 
 
@@ -161,14 +149,13 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, x, mask=None, output_attentions=False, output_hidden_states=False, unpadded=None):
-        restore = unpadded.pad if unpadded is not None else (lambda h: h)  # hidden states are returned (B, T, C)
-        all_hidden = [restore(x)] if output_hidden_states else None
+    def forward(self, x, mask=None, output_attentions=False, output_hidden_states=False):
+        all_hidden = [x] if output_hidden_states else None
         all_probs = [] if output_attentions else None
         for layer in self.layer:
-            x, probs = layer(x, mask, output_attentions, unpadded)
+            x, probs = layer(x, mask, output_attentions)
             if output_hidden_states:
-                all_hidden.append(restore(x))
+                all_hidden.append(x)
             if output_attentions:
                 all_probs.append(probs)
         return x, all_hidden, all_probs
@@ -191,8 +178,8 @@ class BertPooler(nn.Module):
 class BertPreTrainedModel(nn.Module):
     """Initialisation as in BERT, plus `from_pretrained` / `save_pretrained`."""
 
-    # Prefix of the encoder's parameters in this model's state dict ("" for BertModel itself).
-    base_prefix = "bert."
+    base_prefix = "bert."  # prefix of the encoder's parameters in the state dict ("" for BertModel)
+    tied_weights_keys: tuple[str, ...] = ()  # state-dict names that are another weight, not saved
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -221,20 +208,30 @@ class BertPreTrainedModel(nn.Module):
         self.tie_weights()
 
     def tie_weights(self) -> None:
-        """Models with an MLM head share its output matrix with the word embeddings."""
+        """An MLM head shares its output matrix with the word embeddings (`tied_weights_keys`)."""
+        if self.tied_weights_keys:
+            self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **config_overrides: Any):
         """Load a Hugging Face-format BERT folder, a registered name ("minilm-l6") or a Hub name."""
-        from .checkpoint import load_pretrained
-
-        return load_pretrained(cls, name_or_path, **config_overrides)
+        folder = checkpoint.resolve(name_or_path)
+        model = cls(checkpoint.read_config(folder, **config_overrides))
+        own = {k: v for k, v in model.state_dict().items() if k not in cls.tied_weights_keys}
+        new_labels = {"num_labels", "id2label"} & set(config_overrides)  # an old classifier does not fit
+        state, model.loading_info = checkpoint.fit_weights(folder, own, cls.base_prefix, cls.__name__,
+                                                           reinit="classifier." if new_labels else None)
+        with torch.no_grad():
+            model.load_state_dict(state, strict=False)
+        model.tie_weights()
+        model.source = str(name_or_path)
+        return model.eval()
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write config.json and model.safetensors that transformers loads as the same model."""
-        from .checkpoint import save_pretrained
-
-        return save_pretrained(self, path)
+        config = {**self.config.to_dict(), "architectures": [type(self).__name__], "tie_word_embeddings": True}
+        tensors = {k: v for k, v in self.state_dict().items() if k not in self.tied_weights_keys}
+        return checkpoint.write_pretrained(path, config, tensors)
 
     def num_parameters(self) -> int:
         """Distinct parameters (a tied matrix counts once)."""
@@ -251,32 +248,21 @@ class BertModel(BertPreTrainedModel):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
-        # Fast path for padded batches: per-token work on the real tokens only (see Unpadded).
-        # The outputs at real tokens are the same either way; padding positions come out as zeros.
-        self.unpad = True
         self.init_weights()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ModelOutput:
-        unpadded = None
-        if self.unpad and attention_mask is not None and not bool(attention_mask.all()):
-            unpadded = Unpadded.from_mask(attention_mask)
-        x = self.embeddings(input_ids, token_type_ids, unpadded)  # (B, T, C), or (N, C) unpadded
-        mask = None
-        if attention_mask is not None:
-            mask = additive_padding_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
-        x, hidden, probs = self.encoder(x, mask, output_attentions, output_hidden_states, unpadded)
-        if unpadded is not None:
-            x = unpadded.pad(x)  # (B, T, C)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_attentions=False,
+                output_hidden_states=False) -> ModelOutput:
+        """input_ids, token_type_ids (B, T) long; attention_mask (B, T), 1 = token, 0 = padding."""
+        if self.config.unpad_inputs and attention_mask is not None and not bool(attention_mask.all()):
+            # the same numbers at every real token, zeros at padding (see bertlab.fast)
+            x, hidden, probs = fast.unpadded_encoder(self, input_ids, attention_mask, token_type_ids,
+                                                     output_attentions, output_hidden_states)
+        else:
+            x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+            mask = None if attention_mask is None else additive_padding_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
+            x, hidden, probs = self.encoder(x, mask, output_attentions, output_hidden_states)
         return ModelOutput(
-            last_hidden_state=x,
-            pooler_output=self.pooler(x) if self.pooler is not None else None,
+            last_hidden_state=x, pooler_output=self.pooler(x) if self.pooler is not None else None,
             hidden_states=tuple(hidden) if hidden is not None else None,
             attentions=tuple(probs) if probs is not None else None,
         )
@@ -322,106 +308,31 @@ class BertPreTrainingHeads(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)  # NSP: IsNext / NotNext
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of `hidden @ weight.T + bias` against `targets`, gradients made in the forward pass.
-
-    The (N, V) logits are computed a block of rows at a time, and each block goes through memory as
-    few times as possible: one row-wise softmax p (max, exp and sum of a row while it sits in cache),
-    then p is read by the two matrix products and the column sum that give the gradients of `hidden`,
-    `weight` and `bias`. The -1 of the one-hot and the 1/N of the mean are applied to the small
-    results, not to the (n_b, V) block: d(loss)/d(logits) = (p - onehot) / N, so
-
-        grad_hidden = (p @ W - W[t]) / N,   grad_W += (p.T @ h - onehot.T @ h) / N,   grad_b += (sum p - counts) / N.
-
-    The loss of a row is -log p[t]; where p[t] underflows (a logit gap above about 87, far outside
-    any sane training) that row's log-sum-exp is recomputed exactly from its logits. No (N, V)
-    matrix is kept for the backward pass, which only scales the three stored gradients.
-    Returns (loss, argmax predictions (N,)).
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, block_rows):
-        n = hidden.shape[0]
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(weight)
-        grad_bias = torch.zeros_like(bias)
-        predictions = torch.empty(n, dtype=torch.long, device=hidden.device)
-        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        for start in range(0, n, block_rows):
-            stop = min(n, start + block_rows)
-            h, t = hidden[start:stop], targets[start:stop]
-            rows = torch.arange(stop - start, device=hidden.device)
-            logits = F.linear(h, weight, bias).float()  # (n_b, V)
-            predictions[start:stop] = logits.argmax(-1)
-            p = torch.softmax(logits, -1)  # one row-wise pass
-            p_target = p[rows, t]
-            nll = -p_target.log()
-            bad = p_target < 1e-30  # underflow: take these rows' loss from the logits themselves
-            if bool(bad.any()):
-                nll[bad] = torch.logsumexp(logits[bad], -1) - logits[bad, t[bad]]
-            loss += nll.sum()
-            del logits
-            p = p.to(hidden.dtype)
-            w_t = weight[t]  # (n_b, H): the rows of the one-hot's product
-            grad_hidden[start:stop] = torch.addmm(w_t, p, weight, beta=-1.0, alpha=1.0).div_(n)
-            grad_weight.addmm_(p.t(), h, alpha=1.0 / n)
-            grad_weight.index_add_(0, t, h, alpha=-1.0 / n)
-            grad_bias.add_(p.sum(0), alpha=1.0 / n)
-            grad_bias.index_add_(0, t, torch.full_like(t, 1, dtype=bias.dtype), alpha=-1.0 / n)
-        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
-        ctx.mark_non_differentiable(predictions)
-        return loss / n, predictions
-
-    @staticmethod
-    def backward(ctx, grad_loss, grad_predictions):
-        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
-        return grad_hidden * grad_loss, grad_weight * grad_loss, grad_bias * grad_loss, None, None
-
-
-# Rows of logits per block in the fused loss: about 4M numbers (16 MB in float32) per block.
-_FUSED_BLOCK_ELEMENTS = 1 << 22
-
-
 def masked_lm_loss(
-    head: BertLMPredictionHead, sequence_output: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """Cross-entropy of the MLM head at the positions whose label is not -100.
+    head: BertLMPredictionHead, sequence_output: torch.Tensor, labels: torch.Tensor, fused: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the MLM head at the positions whose label is not -100, averaged over them.
 
-    The positions are gathered *before* the vocabulary projection, so the (tokens x vocab)
-    matrix multiply runs on the ~15% masked tokens only: with a 30k vocabulary that projection
-    at every position costs more than the rest of a small model. Mean over masked tokens, which
-    is the same number as the full cross-entropy with ignore_index=-100.
-
-    When gradients are being recorded (training) and no autocast is active, the projection and the
-    loss are fused (`_LinearCrossEntropy`) and the (N, V) logits are not kept: the logits returned
-    are then None. Returns (loss, logits at masked positions (N, V) or None, masked positions (B, T)
-    bool, argmax predictions at the masked positions (N,)).
+    The positions are gathered *before* the vocabulary projection, so the (tokens x vocab) matrix
+    multiply runs on the ~15% masked tokens only; the loss is that of the full cross-entropy with
+    ignore_index=-100. `fused` (config.fused_mlm_loss) hands training to `bertlab.fast`.
+    Returns (loss, masked positions (B, T) bool, argmax predictions at those positions (N,)).
     """
     selected = labels != -100  # (B, T)
-    hidden = sequence_output[selected]  # (N, H)
-    targets = labels[selected]  # (N,)
-    fused = (
-        torch.is_grad_enabled()
-        and targets.numel() > 0
-        and not torch.is_autocast_enabled(hidden.device.type)
-        and (hidden.requires_grad or head.decoder.weight.requires_grad)
-    )
-    if fused:
-        transformed = head.transform(hidden)  # (N, H)
-        block_rows = max(1, _FUSED_BLOCK_ELEMENTS // head.decoder.weight.shape[0])
-        loss, predictions = _LinearCrossEntropy.apply(
-            transformed, head.decoder.weight, head.bias, targets, block_rows
-        )
-        return loss, None, selected, predictions
+    hidden, targets = sequence_output[selected], labels[selected]  # (N, C), (N,)
+    if fused and fast.fusable(hidden, head, targets):
+        loss, predictions = fast.fused_mlm_loss(head, hidden, targets)
+        return loss, selected, predictions
     logits = head(hidden)  # (N, V)
-    predictions = logits.argmax(-1)
     if targets.numel() == 0:  # nothing masked: a zero that still joins the graph
-        return logits.sum() * 0.0, logits, selected, predictions
-    return F.cross_entropy(logits.float(), targets), logits, selected, predictions
+        return logits.sum() * 0.0, selected, logits.argmax(-1)
+    return F.cross_entropy(logits.float(), targets), selected, logits.argmax(-1)
 
 
 class BertForPreTraining(BertPreTrainedModel):
     """BERT with the two pretraining heads: masked LM and next-sentence prediction."""
+
+    tied_weights_keys = ("cls.predictions.decoder.weight",)
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -429,52 +340,34 @@ class BertForPreTraining(BertPreTrainedModel):
         self.cls = BertPreTrainingHeads(config)
         self.init_weights()
 
-    def tie_weights(self) -> None:
-        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        next_sentence_label: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ModelOutput:
-        """Without `labels`, `prediction_logits` is (B, T, V). With `labels` (-100 = not masked), only
-        the masked positions go through the vocabulary projection: `prediction_logits` is then (N, V),
-        one row per True entry of `masked_positions` in row-major order, or None while training
-        (see `masked_lm_loss`); `mlm_predictions` (N,) always holds the argmax at those rows."""
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, next_sentence_label=None,
+                output_attentions=False, output_hidden_states=False) -> ModelOutput:
+        """labels (B, T): the token to predict, -100 where none; next_sentence_label (B,): 0 IsNext, 1 NotNext."""
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        h = out.last_hidden_state  # (B, T, C)
         seq_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
-        mlm_loss = nsp_loss = positions = predictions = None
-        if labels is not None:
-            mlm_loss, pred_logits, positions, predictions = masked_lm_loss(
-                self.cls.predictions, out.last_hidden_state, labels
-            )
+        losses, pred_logits, positions, predictions = {}, None, None, None
+        if labels is None:
+            pred_logits = self.cls.predictions(h)  # (B, T, V)
         else:
-            pred_logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+            losses["mlm_loss"], positions, predictions = masked_lm_loss(
+                self.cls.predictions, h, labels, self.config.fused_mlm_loss)
         if next_sentence_label is not None:
-            nsp_loss = F.cross_entropy(seq_logits.float(), next_sentence_label.view(-1))
-        losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
+            losses["nsp_loss"] = F.cross_entropy(seq_logits.float(), next_sentence_label.view(-1))
         return ModelOutput(
-            loss=sum(losses) if losses else None,
-            mlm_loss=mlm_loss,
-            nsp_loss=nsp_loss,
-            prediction_logits=pred_logits,
-            seq_relationship_logits=seq_logits,
-            masked_positions=positions,
-            mlm_predictions=predictions,
-            last_hidden_state=out.last_hidden_state,
-            pooler_output=out.pooler_output,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
+            loss=sum(losses.values()) if losses else None, losses=losses or None,
+            mlm_loss=losses.get("mlm_loss"), nsp_loss=losses.get("nsp_loss"),
+            prediction_logits=pred_logits, seq_relationship_logits=seq_logits,
+            masked_positions=positions, mlm_predictions=predictions,
+            last_hidden_state=h, pooler_output=out.pooler_output,
+            hidden_states=out.hidden_states, attentions=out.attentions,
         )
 
 
 class BertForMaskedLM(BertPreTrainedModel):
     """BERT with the MLM head only (no pooler, as in the reference)."""
+
+    tied_weights_keys = ("cls.predictions.decoder.weight",)
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -482,34 +375,19 @@ class BertForMaskedLM(BertPreTrainedModel):
         self.cls = BertOnlyMLMHead(config)
         self.init_weights()
 
-    def tie_weights(self) -> None:
-        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ModelOutput:
-        """`logits` is (B, T, V) without `labels`; with them, (N, V) at the masked positions only."""
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
+                output_hidden_states=False) -> ModelOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        loss = positions = predictions = None
-        if labels is not None:
-            loss, logits, positions, predictions = masked_lm_loss(self.cls.predictions, out.last_hidden_state, labels)
+        h = out.last_hidden_state  # (B, T, C)
+        loss = logits = positions = predictions = None
+        if labels is None:
+            logits = self.cls.predictions(h)  # (B, T, V)
         else:
-            logits = self.cls.predictions(out.last_hidden_state)
+            loss, positions, predictions = masked_lm_loss(self.cls.predictions, h, labels, self.config.fused_mlm_loss)
         return ModelOutput(
-            loss=loss,
-            mlm_loss=loss,
-            logits=logits,
-            masked_positions=positions,
-            mlm_predictions=predictions,
-            last_hidden_state=out.last_hidden_state,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
+            loss=loss, losses={"mlm_loss": loss} if loss is not None else None, mlm_loss=loss, logits=logits,
+            masked_positions=positions, mlm_predictions=predictions, last_hidden_state=h,
+            hidden_states=out.hidden_states, attentions=out.attentions,
         )
 
 
@@ -525,15 +403,8 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ModelOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
+                output_hidden_states=False) -> ModelOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
         loss = None
@@ -545,10 +416,6 @@ class BertForSequenceClassification(BertPreTrainedModel):
             else:
                 loss = F.cross_entropy(logits.float(), labels.view(-1))
         return ModelOutput(
-            loss=loss,
-            logits=logits,
-            last_hidden_state=out.last_hidden_state,
-            pooler_output=out.pooler_output,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
+            loss=loss, logits=logits, last_hidden_state=out.last_hidden_state, pooler_output=out.pooler_output,
+            hidden_states=out.hidden_states, attentions=out.attentions,
         )

@@ -19,81 +19,94 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .config import PRESETS, BertConfig
+from .common import BertlabError, check_options, eval_mode, option
+from .config import FAST_PATHS, PRESETS, BertConfig
 from .model import BertForPreTraining
-from .tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
+from .tokenizer import SPECIAL_TOKENS, TokenizerError, WordPieceTokenizer
 
 
-class PretrainError(ValueError):
+class PretrainError(BertlabError):
     """Arguments or inputs that cannot make a pretraining run."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PretrainArgs:
-    output: str
-    corpus: Sequence[str] = ("news",)
-    preset: str = "tiny"
-    dropout: float | None = None  # hidden and attention-probability dropout; None: the preset's (0.1)
-    vocab_size: int = 8000
-    tokenizer: str | None = None  # an existing tokenizer folder instead of training one
-    lowercase: bool = True
-    limit_alphabet: int = 1000  # characters kept as single tokens; raise it for Chinese (one token per character)
-    max_seq_length: int = 128
-    short_seq_prob: float = 0.1
-    dupe_factor: int = 1
-    masked_lm_prob: float = 0.15
-    whole_word_mask: bool = False
-    batch_size: int = 32
-    grad_accum_steps: int = 1
-    steps: int = 1000
-    learning_rate: float = 5e-4
-    warmup_steps: int | None = None
-    weight_decay: float = 0.01
-    heldout: float = 0.01
-    max_eval_examples: int = 1000
-    eval_every: int | None = None
-    save_every: int | None = None
-    log_every: int = 10
-    seed: int = 0
-    amp: str = "auto"
-    compile: bool = False
-    tensorboard: bool = False
-    num_workers: int = 0
-    data_dir: str | None = None
-    resume: bool = False
-    progress: bool | None = None
-    max_minutes: float | None = None  # stop (and save) after this much training time
+    """The arguments of a pretraining run; `bertlab pretrain`'s flags are made from these fields."""
+
+    corpus: list[str] = option(["news"], "'news' (the embedded 2-million-word news corpus), text files or folders "
+                               "(documents separated by blank lines, or one per file), or a Hub data set "
+                               "(wikitext, hf:NAME[:CONFIG])", group="data", nargs="+")
+    data_dir: str | None = option(None, "folder for relative corpus paths (default: $BERTLAB_DATA_DIR)", group="data")
+    heldout: float = option(0.01, "documents held out for evaluation: a fraction (<1) or a count", group="data")
+    max_eval_examples: int = option(1000, "held-out pairs evaluated", group="data", minimum=1)
+    tokenizer: str | None = option(None, "use this tokenizer folder (vocab.txt / tokenizer.json) instead of "
+                                   "training one", group="tokenizer")
+    vocab_size: int = option(8000, "WordPiece vocabulary size to train", group="tokenizer")
+    lowercase: bool = option(True, "keep case and accents (default: lower-case, strip accents)", group="tokenizer",
+                             flag="--cased")
+    limit_alphabet: int = option(1000, "characters kept whole, the most frequent first; any other becomes [UNK] "
+                                 "(raise it for Chinese, where every character is a token: e.g. 6000)",
+                                 group="tokenizer", minimum=1)
+    max_seq_length: int = option(128, "tokens per example, [CLS] and [SEP]s included", group="examples")
+    short_seq_prob: float = option(0.1, "probability of a shorter target length", group="examples")
+    dupe_factor: int = option(1, "passes over the corpus when building pairs", group="examples", minimum=1)
+    masked_lm_prob: float = option(0.15, "share of tokens chosen for the MLM loss", group="examples")
+    whole_word_mask: bool = option(False, "choose whole words, not single pieces", group="examples")
+    preset: str = option("tiny", "model size", group="model and training", choices=tuple(PRESETS))
+    dropout: float | None = option(None, "hidden and attention dropout (default: the preset's 0.1; 0 often trains "
+                                   "small models faster)", group="model and training")
+    batch_size: int = option(32, "examples per step (per process under torchrun)", group="model and training", minimum=1)
+    grad_accum_steps: int = option(1, "micro-batches per optimizer step", group="model and training", minimum=1)
+    steps: int = option(1000, "optimizer steps", group="model and training", minimum=1)
+    learning_rate: float = option(5e-4, "peak AdamW learning rate", group="model and training")
+    warmup_steps: int | None = option(None, "linear warm-up steps (default: 10% of --steps)",
+                                      group="model and training")
+    weight_decay: float = option(0.01, "AdamW weight decay (not on biases/LayerNorm)", group="model and training")
+    amp: str = option("auto", "mixed precision; auto = bf16 or fp16 on a GPU, none on a CPU",
+                      group="model and training", choices=("auto", "bf16", "fp16", "no"))
+    compile: bool = option(False, "torch.compile the model", group="model and training")
+    seed: int = option(0, "seed of data order, masks and initialisation", group="model and training")
+    max_minutes: float | None = option(None, "stop after this many minutes and save", group="model and training")
+    output: str = option(help="run folder to create (must be new or empty)", group="run folder")
+    resume: bool = option(False, "continue the run in --output from its latest checkpoint", group="run folder")
+    save_every: int | None = option(None, "checkpoint every N steps", group="run folder", minimum=1)
+    eval_every: int | None = option(None, "evaluate on held-out data every N steps (default: at the end)",
+                                    group="run folder", minimum=1)
+    log_every: int = option(10, "log training metrics every N steps", group="run folder", minimum=1)
+    num_workers: int = option(0, "data-loading worker processes", group="run folder", minimum=0)
+    tensorboard: bool = option(False, "also log to TensorBoard (needs tensorboard)", group="run folder")
+    progress: bool | None = None  # a progress bar: None shows one on a terminal only
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Check the values, before any work or any file is written."""
+        check_options(self, PretrainError)
+        positions = BertConfig.from_preset(self.preset).max_position_embeddings
+        if not 8 <= self.max_seq_length <= positions:
+            raise PretrainError(
+                f"--max-seq-length {self.max_seq_length}: must lie between 8 and the model's {positions} positions"
+            )
+        if self.tokenizer is None and self.vocab_size < len(SPECIAL_TOKENS) + 50:
+            raise PretrainError(
+                f"--vocab-size {self.vocab_size}: too small; the {len(SPECIAL_TOKENS)} special tokens and an "
+                f"alphabet need at least {len(SPECIAL_TOKENS) + 50}"
+            )
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise PretrainError(f"--dropout {self.dropout}: must lie in [0, 1)")
+        if not (0.0 < self.heldout < 1.0 or (self.heldout >= 1 and self.heldout == int(self.heldout))):
+            raise PretrainError(f"--heldout {self.heldout:g}: a fraction in (0, 1) or a whole number of documents")
+        if not 0.0 < self.masked_lm_prob < 1.0:
+            raise PretrainError(f"--masked-lm-prob {self.masked_lm_prob}: must lie in (0, 1)")
 
 
 def validate(args: PretrainArgs) -> None:
-    """Check what can be checked before any work or any file is written."""
-    if args.preset not in PRESETS:
-        raise PretrainError(f"--preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
-    positions = BertConfig.from_preset(args.preset).max_position_embeddings
-    if not 8 <= args.max_seq_length <= positions:
-        raise PretrainError(
-            f"--max-seq-length {args.max_seq_length}: must lie between 8 and the model's {positions} positions"
-        )
-    if args.tokenizer is None and args.vocab_size < len(SPECIAL_TOKENS) + 50:
-        raise PretrainError(
-            f"--vocab-size {args.vocab_size}: too small; the {len(SPECIAL_TOKENS)} special tokens and an "
-            f"alphabet need at least {len(SPECIAL_TOKENS) + 50}"
-        )
-    if args.tokenizer is None and args.limit_alphabet < 1:
-        raise PretrainError(f"--limit-alphabet {args.limit_alphabet}: must be at least 1")
-    for name in ("batch_size", "steps", "grad_accum_steps", "dupe_factor"):
-        if getattr(args, name) < 1:
-            raise PretrainError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
-        raise PretrainError(f"--dropout {args.dropout}: must lie in [0, 1)")
-    if not 0.0 < args.masked_lm_prob < 1.0:
-        raise PretrainError(f"--masked-lm-prob {args.masked_lm_prob}: must lie in (0, 1)")
+    """Check the arguments and the output folder before any work or any file is written."""
+    args.validate()
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise PretrainError(f"--output {out}: exists and is not a folder")
@@ -104,14 +117,25 @@ def validate(args: PretrainArgs) -> None:
         raise PretrainError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
 
 
-def pretraining_metrics(batch: dict[str, torch.Tensor], out) -> dict[str, float]:
-    """MLM accuracy at the masked positions and NSP accuracy of one batch."""
+def report_lines(summary: dict[str, Any], args: PretrainArgs) -> list[str]:
+    """What `bertlab pretrain` prints at the end of a run."""
+    held = summary["heldout"]
+    names = {"mlm_loss": "held-out MLM loss", "mlm_accuracy": "MLM accuracy", "nsp_accuracy": "NSP accuracy"}
+    scores = ", ".join(f"{name} {held[key]:.3f}" for key, name in names.items() if key in held)
+    speed = f"{summary['tokens_per_s'] or 0:,.0f} tokens/s"
+    return [f"done: {summary['steps']} steps in {summary['train_seconds']:.0f} s ({speed}); {scores}",
+            f"model, tokenizer, metrics.jsonl and pretraining_curves.png in {args.output}"]
+
+
+def pretraining_metrics(batch: dict[str, torch.Tensor], out) -> dict[str, torch.Tensor]:
+    """MLM accuracy at the masked positions and NSP accuracy of one batch (tensors on the batch's
+    device: the Trainer reads them on the CPU only when it logs)."""
     metrics = {}
     if out.masked_positions is not None and out.mlm_predictions is not None and out.mlm_predictions.numel():
         targets = batch["labels"][out.masked_positions]
-        metrics["mlm_accuracy"] = (out.mlm_predictions == targets).float().mean().item()
+        metrics["mlm_accuracy"] = (out.mlm_predictions == targets).float().mean()
     if "next_sentence_label" in batch:
-        metrics["nsp_accuracy"] = (out.seq_relationship_logits.argmax(-1) == batch["next_sentence_label"]).float().mean().item()
+        metrics["nsp_accuracy"] = (out.seq_relationship_logits.argmax(-1) == batch["next_sentence_label"]).float().mean()
     return metrics
 
 
@@ -119,23 +143,20 @@ def pretraining_metrics(batch: dict[str, torch.Tensor], out) -> dict[str, float]
 def evaluate_pretraining(model: BertForPreTraining, dataset, collate, batch_size: int = 64) -> dict[str, float]:
     """Held-out MLM loss (per masked token), accuracy and perplexity, and NSP accuracy and loss."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     mlm_loss = mlm_correct = masked = nsp_loss = nsp_correct = n = 0.0
-    for start in range(0, len(dataset), batch_size):
-        batch = collate([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out = model(**batch)
-        targets = batch["labels"][out.masked_positions]
-        logits = out.prediction_logits.float()
-        mlm_loss += F.cross_entropy(logits, targets, reduction="sum").item()
-        mlm_correct += (logits.argmax(-1) == targets).sum().item()
-        masked += targets.numel()
-        nsp = batch["next_sentence_label"]
-        nsp_loss += F.cross_entropy(out.seq_relationship_logits.float(), nsp, reduction="sum").item()
-        nsp_correct += (out.seq_relationship_logits.argmax(-1) == nsp).sum().item()
-        n += nsp.numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(dataset), batch_size):
+            batch = collate([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = model(**batch)  # the MLM head at the masked positions only: mean loss and argmax there
+            targets = batch["labels"][out.masked_positions]
+            mlm_loss += out.mlm_loss.item() * targets.numel()
+            mlm_correct += (out.mlm_predictions == targets).sum().item()
+            masked += targets.numel()
+            nsp = batch["next_sentence_label"]
+            nsp_loss += F.cross_entropy(out.seq_relationship_logits.float(), nsp, reduction="sum").item()
+            nsp_correct += (out.seq_relationship_logits.argmax(-1) == nsp).sum().item()
+            n += nsp.numel()
     loss = mlm_loss / max(masked, 1)
     return {
         "mlm_loss": loss,
@@ -153,12 +174,10 @@ def fill_mask(model, tokenizer: WordPieceTokenizer, text: str, top_k: int = 5) -
     batch = tokenizer([text])
     positions = (batch["input_ids"][0] == tokenizer.mask_token_id).nonzero().squeeze(1)
     if positions.numel() == 0:
-        raise ValueError(f"no [MASK] token in {text!r}")
+        raise PretrainError(f"no [MASK] token in {text!r}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = model(**{k: v.to(device) for k, v in batch.items()})
-    model.train(was_training)
+    with eval_mode(model):
+        out = model(**{k: v.to(device) for k, v in batch.items()})
     logits = out.prediction_logits if out.prediction_logits is not None else out.logits  # (1, T, V)
     probs = logits[0, positions].float().softmax(-1)  # (M, V)
     top = probs.topk(top_k, dim=-1)
@@ -173,7 +192,7 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
     from .data import MLMCollator, build_pretraining_dataset, corpus_stats, load_corpus, split_heldout
     from .plots import save_pretraining_curves
     from .tokenizer import train_wordpiece
-    from .train import Trainer, TrainConfig
+    from .train import TrainConfig, Trainer
 
     validate(args)
     out = Path(args.output)
@@ -185,7 +204,11 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
     if stats["documents"] - stats["empty_documents"] < 3:
         raise PretrainError(f"--corpus {' '.join(args.corpus)}: needs at least 3 non-empty documents, found "
                             f"{stats['documents'] - stats['empty_documents']}")
-    train_docs, heldout_docs = split_heldout(documents, args.heldout if args.heldout < 1 else int(args.heldout), args.seed)
+    try:
+        train_docs, heldout_docs = split_heldout(documents, args.heldout if args.heldout < 1 else int(args.heldout),
+                                                 args.seed)
+    except ValueError as err:  # more documents held out than the corpus can spare
+        raise PretrainError(f"--heldout {args.heldout:g}: {err}") from None
     log(f"corpus: {stats['documents']:,} documents, {stats['sentences']:,} sentences, {stats['words']:,} words "
         f"({len(heldout_docs):,} documents held out)")
 
@@ -198,7 +221,7 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
         try:
             tokenizer = train_wordpiece(train_docs, vocab_size=args.vocab_size, lowercase=args.lowercase,
                                         limit_alphabet=args.limit_alphabet)
-        except ValueError as err:  # e.g. a vocabulary too small for the alphabet
+        except TokenizerError as err:  # e.g. a vocabulary too small for the alphabet
             raise PretrainError(f"--vocab-size {args.vocab_size} / --limit-alphabet {args.limit_alphabet}: {err}") from None
     log(f"tokenizer: {tokenizer.vocab_size:,} WordPiece tokens")
 
@@ -223,7 +246,7 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
     dropout = {} if args.dropout is None else {"hidden_dropout_prob": args.dropout,
                                                "attention_probs_dropout_prob": args.dropout}
     config = BertConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size,
-                                    pad_token_id=tokenizer.pad_token_id, **dropout)
+                                    pad_token_id=tokenizer.pad_token_id, **dropout, **FAST_PATHS)  # bertlab.fast
     model = BertForPreTraining(config)
     log(f"model: {args.preset} preset, {model.num_parameters():,} parameters")
 

@@ -21,8 +21,6 @@ with the same ids.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -33,12 +31,17 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tokenizers.implementations import BertWordPieceTokenizer
 
 from .checkpoint import CheckpointError, resolve
+from .common import BertlabError, atomic_write_text
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CONTINUATION_PREFIX = "##"
 # Below this there is no room for an alphabet beside the five specials.
 MIN_VOCAB_SIZE = 100
 MODEL_MAX_LENGTH = 512
+
+
+class TokenizerError(BertlabError):
+    """A vocabulary or tokenizer settings that cannot make a BERT WordPiece tokenizer."""
 
 
 class WordPieceTokenizer:
@@ -48,7 +51,7 @@ class WordPieceTokenizer:
         self.backend = backend
         for token in SPECIAL_TOKENS:
             if backend.token_to_id(token) is None:
-                raise ValueError(f"the vocabulary has no {token} token")
+                raise TokenizerError(f"the vocabulary has no {token} token")
         # A tokenizer.json may carry its own truncation/padding (MiniLM's pads to 128): this wrapper
         # sets them per call instead, so corpus tokenisation never cuts a sentence.
         backend.no_truncation()
@@ -200,7 +203,7 @@ class WordPieceTokenizer:
         vocab = self.get_vocab()
         by_id = sorted(vocab.items(), key=lambda item: item[1])
         if [i for _, i in by_id] != list(range(len(by_id))):
-            raise ValueError("the vocabulary ids are not 0..V-1 without gaps; cannot write vocab.txt")
+            raise TokenizerError("the vocabulary ids are not 0..V-1 without gaps; cannot write vocab.txt")
         specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                     "cls_token": "[CLS]", "mask_token": "[MASK]"}
         config = {
@@ -219,19 +222,8 @@ class WordPieceTokenizer:
             "special_tokens_map.json": json.dumps(specials, indent=2) + "\n",
         }
         for name, text in files.items():
-            _write_atomic(folder / name, text)
+            atomic_write_text(folder / name, text)
         return folder
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -332,14 +324,14 @@ def train_wordpiece(
     The texts are held in memory for the two passes this takes.
     """
     if vocab_size < MIN_VOCAB_SIZE:
-        raise ValueError(
+        raise TokenizerError(
             f"vocab_size {vocab_size} is too small: it must hold the {len(SPECIAL_TOKENS)} special "
             f"tokens and an alphabet (at least {MIN_VOCAB_SIZE})"
         )
     counter = [0]
     texts = list(_flatten_texts(texts, counter))
     if counter[0] == 0:
-        raise ValueError("no text to train on: every text was empty")
+        raise TokenizerError("no text to train on: every text was empty")
     tok = bert_pipeline(
         models.WordPiece(unk_token="[UNK]", continuing_subword_prefix=CONTINUATION_PREFIX),
         lowercase=lowercase,
@@ -348,7 +340,7 @@ def train_wordpiece(
     alphabet, continuation = training_alphabet(texts, tok.normalizer, limit_alphabet)
     fixed = list(SPECIAL_TOKENS) + [CONTINUATION_PREFIX + c for c in continuation]
     if len(fixed) + len(alphabet) >= vocab_size:
-        raise ValueError(
+        raise TokenizerError(
             f"vocab_size {vocab_size} cannot hold the specials and an alphabet of {len(alphabet)} "
             f"characters ({len(fixed) + len(alphabet)} tokens with the ## forms): raise vocab_size "
             f"or lower limit_alphabet"

@@ -9,13 +9,12 @@ What it does, in the order a step happens:
   nothing on a CPU unless asked), loss divided by the accumulation count, backward;
 * every `grad_accum_steps` micro-batches: clip the gradient norm, AdamW step (no weight decay on
   biases and LayerNorm weights), linear warm-up then linear decay of the learning rate;
-* logging to `metrics.jsonl` (and TensorBoard if asked), a progress bar, evaluation every N
-  steps with early stopping and the best model kept, checkpoints every N steps.
+* logging to `metrics.jsonl` (and TensorBoard if asked; metrics leave the device only at log
+  steps), evaluation every N steps with early stopping and the best model kept, checkpoints.
 
-A checkpoint holds the model (safetensors), the optimizer, scheduler and scaler states, the
-RNG state and the position in the data: a resumed run continues exactly where the saved one was,
-and on a CPU ends with the same weights as a run that was never interrupted. Checkpoints are
-written under a temporary name and renamed, so a kill during a save never damages the last one.
+A checkpoint holds the model, the optimizer, scheduler, scaler and RNG states and the position in
+the data: a resumed run continues exactly where the saved one was (on a CPU, to the same weights).
+Checkpoints are written under a temporary name and renamed: a kill never damages the last one.
 """
 
 from __future__ import annotations
@@ -35,6 +34,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .common import BertlabError, atomic_write_text, eval_mode, temporary_name
 
 logger = logging.getLogger("bertlab")
 
@@ -59,9 +60,12 @@ class TrainConfig:
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | no
     compile: bool = False
-    log_every: int = 10
-    eval_every: int | None = None
-    save_every: int | None = None
+    # Intervals in optimizer steps. The Trainer resolves them once the run's length is known:
+    log_every: int | None = 10  # None: max(1, min(10, the evaluation interval, total steps // 20))
+    eval_every: int | None = None  # None: every total // evals_per_run steps, or only at the end
+    evals_per_run: int | None = None  # e.g. 10: ten evaluations, evenly spaced, whatever the run's length
+    save_every: int | None = None  # None: at the evaluation interval if save_with_eval, else no checkpoints
+    save_with_eval: bool = False
     keep_checkpoints: int = 2
     metric_for_best: str | None = None  # e.g. "accuracy" or "loss", from the eval function
     greater_is_better: bool = True
@@ -75,12 +79,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.amp not in ("auto", "bf16", "fp16", "no"):
-            raise ValueError(f"amp must be auto, bf16, fp16 or no, not {self.amp!r}")
+            raise BertlabError(f"amp must be auto, bf16, fp16 or no, not {self.amp!r}")
         for name in ("batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError("max_steps must be at least 1")
+                raise BertlabError(f"{name} must be at least 1")
+        for name in ("max_steps", "log_every", "eval_every", "evals_per_run", "save_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise BertlabError(f"{name} must be at least 1 (or None)")
 
 
 @dataclass
@@ -94,11 +99,6 @@ class TrainResult:
 
 
 # --- small pieces ----------------------------------------------------------------------------
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -178,14 +178,8 @@ def step_cap(environ: dict[str, str] | None = None) -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{MAX_STEPS_ENV}={value!r}: must be a positive whole number")
+        raise BertlabError(f"{MAX_STEPS_ENV}={value!r}: must be a positive whole number")
     return int(value)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -218,11 +212,14 @@ def distributed_context() -> tuple[int, int, int]:
 
 
 class Trainer:
-    """Trains `model` (whose forward returns an object with `.loss`) on `dataset` batched by `collate`.
+    """Trains `model` on `dataset` batched by `collate`.
 
-    `eval_fn(model) -> dict` is called every `eval_every` steps and at the end; `metrics_fn(batch,
-    output) -> dict` adds per-step training metrics; `callbacks` are called as `cb(trainer, step,
-    record)` after every optimizer step.
+    The model's forward returns an object with `.loss` and, optionally, `.losses`, a dict of named
+    parts of it that are logged too ("mlm_loss" -> "train_mlm_loss"); a model's `tied_weights_keys`
+    name the weights a checkpoint does not store. `eval_fn(model) -> dict` is called every
+    `eval_every` steps and at the end; `metrics_fn(batch, output) -> dict` adds training metrics
+    (tensors, best: they are read on the CPU only at log steps); `callbacks` are called as
+    `cb(trainer, step, record)` after every optimizer step.
     """
 
     def __init__(
@@ -239,12 +236,8 @@ class Trainer:
     ):
         self.config = config
         self.rank, self.world, local_rank = distributed_context()
-        if config.device:
-            self.device = torch.device(config.device)
-        elif torch.cuda.is_available():
-            self.device = torch.device("cuda", local_rank)
-        else:
-            self.device = torch.device("cpu")
+        self.device = torch.device(config.device if config.device else
+                                   ("cuda", local_rank) if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device)  # the plain model: saved, evaluated
         self.dataset = dataset
         self.collate = collate
@@ -271,12 +264,18 @@ class Trainer:
             logger.warning("%s=%d: this run stops after %d of its %d steps", MAX_STEPS_ENV, cap, cap, self.total_steps)
             self.total_steps = cap
         warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * self.total_steps)
+        # The intervals of this run (the config stays as given).
+        self.eval_every = config.eval_every or (
+            max(1, self.total_steps // config.evals_per_run) if config.evals_per_run else None)
+        self.save_every = config.save_every or (self.eval_every if config.save_with_eval else None)
+        self.log_every = config.log_every or max(1, min(10, self.eval_every or 10, self.total_steps // 20 or 1))
 
         self.optimizer = adamw(parameter_groups(self.model, config.weight_decay), lr=config.learning_rate,
                                betas=config.adam_betas, eps=config.adam_eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_schedule(warmup, self.total_steps))
         self.amp_dtype, use_scaler = autocast_settings(self.device, config.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # for logged metrics
 
         self.train_model: nn.Module = self.model
         if self.world > 1:
@@ -287,8 +286,7 @@ class Trainer:
         if config.compile:
             self.train_model = torch.compile(self.train_model)
 
-        self.step = 0
-        self.epoch = 0
+        self.step, self.epoch = 0, 0
         self.micro_in_epoch = 0  # micro-batches of the current epoch already consumed
         self.best_metric: float | None = None
         self.best_step: int | None = None
@@ -299,17 +297,10 @@ class Trainer:
 
     def _state(self) -> dict[str, Any]:
         state = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "micro_in_epoch": self.micro_in_epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
-            "best_metric": self.best_metric,
-            "best_step": self.best_step,
-            "bad_evals": self.bad_evals,
+            "step": self.step, "epoch": self.epoch, "micro_in_epoch": self.micro_in_epoch,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+            "best_metric": self.best_metric, "best_step": self.best_step, "bad_evals": self.bad_evals,
             "config": {k: v for k, v in asdict(self.config).items() if not isinstance(v, tuple)},
         }
         if torch.cuda.is_available():
@@ -321,14 +312,13 @@ class Trainer:
             root = self.output_dir / CHECKPOINTS
             root.mkdir(parents=True, exist_ok=True)
             name = f"step-{self.step:08d}"
-            tmp = root / f".{name}.{os.getpid()}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
+            final = root / name
+            tmp = temporary_name(final)
             self.model.save_pretrained(tmp)
             torch.save(self._state(), tmp / STATE_FILE)
-            final = root / name
             shutil.rmtree(final, ignore_errors=True)
             os.rename(tmp, final)  # atomic: a checkpoint folder is complete or absent
-            _atomic_write_text(root / "latest", name + "\n")
+            atomic_write_text(root / "latest", name + "\n")
             old = sorted(p for p in root.glob("step-*") if p.is_dir() and p != final)
             for p in old[: max(0, len(old) - (self.config.keep_checkpoints - 1))]:
                 shutil.rmtree(p, ignore_errors=True)
@@ -340,7 +330,7 @@ class Trainer:
 
         weights, _ = read_state_dict(folder)
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if unexpected or set(missing) - {"cls.predictions.decoder.weight"}:
+        if unexpected or set(missing) - set(getattr(self.model, "tied_weights_keys", ())):
             raise ValueError(f"{folder}: checkpoint does not fit this model (missing {missing}, unexpected {unexpected})")
         self.model.tie_weights()
         # Our own file (written by save_checkpoint); weights_only=True all the same.
@@ -382,7 +372,7 @@ class Trainer:
             if record.get("step", 0) <= self.step:
                 kept.append(line)
                 self.history.append(record)
-        _atomic_write_text(log, "".join(x + "\n" for x in kept))
+        atomic_write_text(log, "".join(x + "\n" for x in kept))
 
     def _barrier(self) -> None:
         if self.world > 1:
@@ -393,12 +383,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         if self.eval_fn is None:
             return {}
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad(), self._autocast():
-            metrics = self.eval_fn(self.model)
-        self.model.train(was_training)
-        return metrics
+        with eval_mode(self.model), torch.no_grad(), self._autocast():
+            return self.eval_fn(self.model)
 
     def _after_eval(self, metrics: dict[str, float]) -> bool:
         """Track the best model; return True when early stopping says stop."""
@@ -421,6 +407,16 @@ class Trainer:
         self.bad_evals += 1
         patience = self.config.early_stopping_patience
         return patience is not None and self.bad_evals >= patience
+
+    def _means(self, window: dict[str, Any], steps: int) -> dict[str, float]:
+        """A log window's sums -> "train_*" means, read from the device here, once per log step
+        (and averaged over the processes under DDP)."""
+        names = sorted(window)
+        sums = torch.stack([torch.as_tensor(window[k], dtype=self.sum_dtype, device=self.device) for k in names])
+        if self.world > 1:
+            dist.all_reduce(sums)
+        means = (sums / (steps * self.world)).tolist()
+        return {(k if k.startswith("train_") else f"train_{k}"): v for k, v in zip(names, means)}
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -461,7 +457,8 @@ class Trainer:
             self.load_checkpoint(ckpt)
             self._truncate_log()
         else:
-            seed_everything(cfg.seed)
+            random.seed(cfg.seed)
+            torch.manual_seed(cfg.seed)
             if self.is_main:
                 (self.output_dir / "metrics.jsonl").unlink(missing_ok=True)
         self._tb = None
@@ -469,86 +466,74 @@ class Trainer:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ValueError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
+                raise BertlabError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
             self._tb = SummaryWriter(str(self.output_dir / "tensorboard"))
 
-        show = cfg.progress if cfg.progress is not None else None
         from tqdm.auto import tqdm
 
+        show = cfg.progress  # None: tqdm decides (a bar on a terminal or notebook, none in logs)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=(not show) if show is not None else None,
                    desc="train", dynamic_ncols=True, leave=show is True)
         self.train_model.train()
         micro = self._micro_batches()
         stopped_early = False
-        window: dict[str, float] = {}
-        window_count, window_tokens, window_start = 0, 0, time.perf_counter()
+        n = cfg.grad_accum_steps
+        window: dict[str, Any] = {}  # sums over the log window; tensors stay on the device until a log step
+        window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
 
         while self.step < self.total_steps and not stopped_early:
             self.optimizer.zero_grad(set_to_none=True)
-            step_metrics: dict[str, float] = {}
-            for i in range(cfg.grad_accum_steps):
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in next(micro).items()}
-                last = i == cfg.grad_accum_steps - 1
-                sync = nullcontext() if (last or self.world == 1) else self.train_model.no_sync()
+            for i in range(n):
+                cpu_batch = next(micro)
+                window_tokens += int(cpu_batch["attention_mask"].sum()) if "attention_mask" in cpu_batch else 0
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in cpu_batch.items()}
+                sync = nullcontext() if (i == n - 1 or self.world == 1) else self.train_model.no_sync()
                 with sync:
                     with self._autocast():
                         out = self.train_model(**batch)
-                    loss = out.loss / cfg.grad_accum_steps
-                    self.scaler.scale(loss).backward()
-                window_tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
-                step_metrics["loss"] = step_metrics.get("loss", 0.0) + float(loss.detach())
-                for name in ("mlm_loss", "nsp_loss"):
-                    if getattr(out, name, None) is not None:
-                        step_metrics[name] = step_metrics.get(name, 0.0) + float(getattr(out, name).detach()) / cfg.grad_accum_steps
+                    self.scaler.scale(out.loss / n).backward()
+                values = {"loss": out.loss, **(getattr(out, "losses", None) or {})}
                 if self.metrics_fn is not None:
                     with torch.no_grad():
-                        for k, v in self.metrics_fn(batch, out).items():
-                            step_metrics[k] = step_metrics.get(k, 0.0) + float(v) / cfg.grad_accum_steps
+                        values.update(self.metrics_fn(batch, out))
+                for k, v in values.items():
+                    v = v.detach().to(self.sum_dtype) if torch.is_tensor(v) else v
+                    window[k] = window.get(k, 0.0) + v / n
 
             self.scaler.unscale_(self.optimizer)
             grad_norm = None
             if cfg.max_grad_norm is not None:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             lr = self.scheduler.get_last_lr()[0]
             self.scheduler.step()
             self.step += 1
+            window_steps += 1
             bar.update(1)
 
-            if self.world > 1:  # log the mean over processes
-                names = sorted(step_metrics)
-                t = torch.tensor([step_metrics[n] for n in names], dtype=torch.float64, device=self.device)
-                dist.all_reduce(t)
-                step_metrics = dict(zip(names, (t / self.world).tolist()))
-            for k, v in step_metrics.items():
-                window[k] = window.get(k, 0.0) + v
-            window_count += 1
-
             record: dict[str, Any] | None = None
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                elapsed = time.perf_counter() - window_start
-                record = {"step": self.step, "epoch": self.epoch, "lr": lr}
-                record.update({f"train_{k}" if not k.startswith("train_") else k: v / window_count for k, v in window.items()})
+            if self.step % self.log_every == 0 or self.step == self.total_steps:
+                record = {"step": self.step, "epoch": self.epoch, "lr": lr, **self._means(window, window_steps)}
                 if grad_norm is not None:
-                    record["grad_norm"] = grad_norm
-                record["tokens_per_s"] = window_tokens * self.world / max(elapsed, 1e-9)
-                window, window_count, window_tokens, window_start = {}, 0, 0, time.perf_counter()
+                    record["grad_norm"] = float(grad_norm)
+                record["tokens_per_s"] = window_tokens * self.world / max(time.perf_counter() - window_start, 1e-9)
+                window, window_steps, window_tokens, window_start = {}, 0, 0, time.perf_counter()
                 bar.set_postfix(loss=f"{record['train_loss']:.3f}")
-            if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.total_steps):
+            if self.eval_every and (self.step % self.eval_every == 0 or self.step == self.total_steps):
                 metrics = self.evaluate()
                 record = record or {"step": self.step, "epoch": self.epoch, "lr": lr}
                 record.update({f"eval_{k}": v for k, v in metrics.items()})
                 stopped_early = self._after_eval(metrics)
             if record is not None:
                 self._log(record)
-            if cfg.save_every and self.step % cfg.save_every == 0:
+            if self.save_every and self.step % self.save_every == 0:
                 self.save_checkpoint()
             for cb in self.callbacks:
                 cb(self, self.step, record)
 
         bar.close()
-        if self.eval_fn is not None and not cfg.eval_every:
+        if self.eval_fn is not None and not self.eval_every:
             metrics = self.evaluate()
             self._log({"step": self.step, "epoch": self.epoch, **{f"eval_{k}": v for k, v in metrics.items()}})
             self._after_eval(metrics)

@@ -35,8 +35,8 @@ def make_batch(vocab_size: int, batch: int = 3, length: int = 12, seed: int = 1)
 def at_real_tokens(x, batch):
     """Per-token outputs (B, T, ...) at the real tokens only, (N, ...); other outputs unchanged.
 
-    bertlab runs padded batches unpadded (per-token work on the real tokens only), and returns zeros at
-    padding positions, where the reference returns values nobody should use: compare real tokens."""
+    With `unpad_inputs` (bertlab.fast) bertlab runs padded batches unpadded and returns zeros at padding
+    positions, where the reference returns values nobody should use: compare real tokens."""
     mask = batch["attention_mask"].bool()
     if x.dim() >= 2 and tuple(x.shape[:2]) == tuple(mask.shape):
         return x[mask]

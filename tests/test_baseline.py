@@ -111,6 +111,7 @@ def test_c_is_chosen_on_validation_with_ties_going_to_the_smaller_c():
     assert DEFAULT_C_GRID == tuple(sorted(DEFAULT_C_GRID))
 
 
+@pytest.mark.slow  # TF-IDF + logistic regression on all of Rotten Tomatoes
 def test_rotten_tomatoes_baselines(tmp_path):
     """The embedded data: majority = the 'fresh' share; TF-IDF with the C the default grid picks (16)."""
     summary_out = tmp_path / "rt"
@@ -125,6 +126,7 @@ def test_rotten_tomatoes_baselines(tmp_path):
 SST2 = Path(os.environ.get("BERTLAB_DATA_DIR", "/nonexistent")) / "sst2" / "test.tsv"
 
 
+@pytest.mark.slow  # TF-IDF + logistic regression on all of SST-2
 @pytest.mark.skipif(not SST2.is_file(), reason="needs BERTLAB_DATA_DIR/sst2")
 def test_sst2_tfidf_matches_the_reference_point(tmp_path):
     """README reference: SST-2 test accuracy 0.815. C = 8 is what the default grid picks on validation."""
@@ -189,6 +191,7 @@ def test_a_run_folder_of_another_command_is_never_replaced(fruit, tmp_path, caps
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_bertlab_does_not_need_scikit_learn():
     code = ("import sys, bertlab, bertlab.metrics, bertlab.evaluate, bertlab.baseline, bertlab.cli; "
             "bertlab.cli.build_parser(); assert 'sklearn' not in sys.modules, 'sklearn imported'")

@@ -3,7 +3,14 @@
 import json
 from pathlib import Path
 
-from bertlab.bench import bench_train_step, main
+import pytest
+
+from bertlab.bench import bench_train_step
+from bertlab.cli import main as cli_main
+
+
+def main(argv):
+    return cli_main(["bench", *argv])
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +32,7 @@ def test_bench_command_writes_json(tmp_path, capsys):
     assert "ratio" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # times full training steps at several lengths
 def test_bench_modes_lengths_and_memory():
     from bertlab.bench import bench
 
@@ -60,7 +68,7 @@ def test_bench_suite_smoke_writes_json(tmp_path):
 
 
 def test_output_never_overwrites_a_file_bench_did_not_write(tmp_path, capsys):
-    from bertlab.bench import main, replaceable_output
+    from bertlab.bench import replaceable_output
 
     notes = tmp_path / "notes.json"
     notes.write_text('{"my": "notes"}')

@@ -74,7 +74,9 @@ def test_the_trainer_obeys_the_step_cap(tmp_path, monkeypatch):
             from types import SimpleNamespace
             return SimpleNamespace(loss=torch.nn.functional.cross_entropy(self.linear(x), labels))
 
-    collate = lambda rows: {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    def collate(rows):
+        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
     config = TrainConfig(output_dir=str(tmp_path / "run"), epochs=5, batch_size=8, log_every=1)
     monkeypatch.setenv("BERTLAB_MAX_STEPS", "3")
     trainer = Trainer(Tiny(), data, collate, config)

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real browser on every page of the built site
+
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("BERTLAB_SITE", ROOT / "_build" / "html"))
 SCREENSHOTS = Path(os.environ.get("BERTLAB_SCREENSHOTS", ROOT / "_build" / "screenshots"))

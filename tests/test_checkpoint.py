@@ -150,3 +150,16 @@ def test_save_leaves_no_staging_folder(tmp_path):
     BertModel(TINY).save_pretrained(tmp_path / "out")
     BertModel(TINY).save_pretrained(tmp_path / "out")  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_checkpoint_files_know_no_model_classes():
+    """checkpoint.py reads and writes files and names; building a model from them lives in model.py."""
+    import ast
+    import inspect
+
+    import bertlab.checkpoint
+
+    tree = ast.parse(inspect.getsource(bertlab.checkpoint))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and "model" in m.split(".") for m in imported), imported

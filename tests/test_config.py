@@ -24,9 +24,9 @@ def test_base_has_bert_base_parameter_count():
 
 def test_parameter_count_formula_tiny():
     c = BertConfig.from_preset("tiny", vocab_size=1000)
-    C, I, L = c.hidden_size, c.intermediate_size, c.num_hidden_layers
+    C, F, L = c.hidden_size, c.intermediate_size, c.num_hidden_layers  # F: the feed-forward width
     embeddings = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * C + 2 * C
-    layer = 4 * (C * C + C) + (C * I + I) + (I * C + C) + 2 * 2 * C
+    layer = 4 * (C * C + C) + (C * F + F) + (F * C + C) + 2 * 2 * C
     pooler = C * C + C
     assert BertModel(c).num_parameters() == embeddings + L * layer + pooler
 

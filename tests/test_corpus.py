@@ -92,7 +92,7 @@ def test_errors_name_the_file(tmp_path):
     bad.write_bytes("fine line\nsecond line\ncaf\xe9 au lait\n".encode("latin-1"))
     with pytest.raises(CorpusError) as err:
         load_corpus(bad)
-    assert f"{bad}:3: not UTF-8 text" in _one_line(err)
+    assert f"{bad}: line 3: not UTF-8 text" in _one_line(err)
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n\n", encoding="utf-8")

@@ -10,7 +10,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from bertlab import BertConfig, BertForSequenceClassification, train_wordpiece
 from bertlab.cli import main
-from bertlab.evaluate import EvaluateError, atomic_folder, map_labels
+from bertlab.evaluate import EvaluateError, map_labels
+from bertlab.report import atomic_folder
 
 WORDS = {"pos": ["great", "wonderful", "fun", "moving", "smart"], "neg": ["dull", "awful", "boring", "weak", "silly"],
          "neutral": ["plain", "average", "okay"]}
@@ -93,7 +94,7 @@ def test_evaluation_folder_holds_every_file(evaluated):
 
 
 def test_metrics_agree_with_predictions_and_labels_map_by_name(evaluated, data_folder, model_dir):
-    from bertlab.finetune import load_classifier, predict_proba
+    from bertlab.predict import load_classifier, predict_proba
 
     m = json.loads((evaluated / "metrics.json").read_text())
     preds = read_jsonl(evaluated / "predictions.jsonl")

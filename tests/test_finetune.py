@@ -4,25 +4,19 @@ transformers' pipeline, long texts, learning for real, and one-line errors with 
 import io
 import json
 import math
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from bertlab.cli import main
 from bertlab.data import load_classification
-from bertlab.finetune import (
-    FinetuneArgs,
-    _subset_indices,
-    encode_texts,
-    load_classifier,
-    macro_f1,
-    predict_proba,
-    run_finetune,
-)
+from bertlab.encoding import encode_texts
+from bertlab.finetune import FinetuneArgs, run_finetune, subset_indices
+from bertlab.metrics import validation_metrics
+from bertlab.predict import load_classifier, predict_proba
 
 from .test_classification_data import BAD_CASES, make_bad_input, write_table
 
@@ -66,12 +60,13 @@ def records(folder):
 
 def validation_slice(n=64, seed=0):
     val = load_classification("rotten_tomatoes").splits["validation"]
-    return val.select(_subset_indices(val.ids, n, seed, "validation"))
+    return val.select(subset_indices(val.ids, n, seed, "validation"))
 
 
 # --- the run folder ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # tiny_run fine-tunes a model
 def test_run_folder_is_a_hugging_face_classifier_holding_the_best_model(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
     assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
@@ -117,6 +112,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow  # tiny_run fine-tunes a model
 def test_resume_after_interruption_ends_like_the_uninterrupted_run(tiny_run, small_tokenizer, tmp_path):
     out = tmp_path / "interrupted"
 
@@ -142,6 +138,7 @@ def test_resume_after_interruption_ends_like_the_uninterrupted_run(tiny_run, sma
 # --- prediction ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # tiny_run fine-tunes a model
 def test_predict_proba_keeps_input_order_and_sums_to_one(tiny_run):
     model, tokenizer = load_classifier(str(tiny_run))
     texts = ["short", "a much longer text " * 20, "medium length text here", "x y"]
@@ -152,6 +149,7 @@ def test_predict_proba_keeps_input_order_and_sums_to_one(tiny_run):
     torch.testing.assert_close(together.sum(-1), torch.ones(4))
 
 
+@pytest.mark.slow  # tiny_run fine-tunes a model
 def test_predict_cli_prints_the_numbers_of_predict_proba(tiny_run, tmp_path, capsys, monkeypatch):
     texts = ["a gorgeous, witty, seductive movie", "dull, lifeless and far too long", "中文也可以"]
     model, tokenizer = load_classifier(str(tiny_run))
@@ -174,6 +172,7 @@ def test_predict_cli_prints_the_numbers_of_predict_proba(tiny_run, tmp_path, cap
     check(capsys.readouterr().out)
 
 
+@pytest.mark.slow  # minilm_run fine-tunes the real MiniLM
 def test_transformers_pipeline_gives_the_same_probabilities(minilm_run):
     import transformers
 
@@ -191,11 +190,14 @@ def test_transformers_pipeline_gives_the_same_probabilities(minilm_run):
                                                       for n in ("rotten", "fresh")]), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # minilm_run fine-tunes the real MiniLM
 def test_fine_tuning_learns(minilm_run):
     summary = json.loads((minilm_run / "finetune_summary.json").read_text())
     before, after = summary["initial_validation"]["accuracy"], summary["validation"]["accuracy"]
-    # measured: 0.556 -> 0.806 (seeds 1, 2: 0.419 -> 0.762, 0.587 -> 0.769)
-    assert after > before + 0.1 and after > 0.7, (before, after)
+    # measured: 0.556 -> 0.731, macro F1 0.726, the same under ATEN_CPU_CAPABILITY=default (earlier code,
+    # seeds 1, 2: 0.419 -> 0.762, 0.587 -> 0.769). 160 examples: each is 0.006, so the bounds leave
+    # 10 or more examples of room for another BLAS or seed.
+    assert after > before + 0.1 and after > 0.65, (before, after)
     assert summary["validation"]["macro_f1"] > 0.6
 
 
@@ -228,6 +230,7 @@ def test_chunk_windows_overlap_by_stride_and_cover_the_document():
     assert chunked.input_ids[-1] == truncated.input_ids[-1] and chunked.doc[-1] == 1
 
 
+@pytest.mark.slow  # minilm_run fine-tunes the real MiniLM
 def test_long_document_chunked_differs_from_truncated_and_is_valid(minilm_run):
     model, tokenizer = load_classifier(str(minilm_run))
     doc = long_document()
@@ -235,12 +238,23 @@ def test_long_document_chunked_differs_from_truncated_and_is_valid(minilm_run):
     chunked = predict_proba(model, tokenizer, [doc], long_text="chunk", stride=32)
     for p in (truncated, chunked):
         assert p.shape == (1, 2) and torch.isfinite(p).all() and abs(p.sum().item() - 1) < 1e-5
+    # What holds by construction, whatever the weights and the BLAS: truncation is the first window alone,
+    # and chunking averages the logits of every window, each window run on its own here (no padding).
+    encoded = encode_texts(tokenizer, [doc], long_text="chunk", stride=32)
+    with torch.no_grad():
+        window_logits = torch.cat([model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits
+                                   for ids, types in zip(encoded.input_ids, encoded.token_type_ids)])
+    assert len(window_logits) > 20
+    torch.testing.assert_close(truncated[0], window_logits[0].softmax(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked[0], window_logits.mean(0).softmax(-1), atol=1e-5, rtol=0)
     # The document opens with 10 glowing sentences, then turns scathing for 2,900 words: truncation reads
-    # only the praise, the averaged windows mostly the rest. The 30-step model is weak, so the gap is
-    # small (measured: P(fresh) 0.53 truncated vs 0.49 chunked) but its sign is the point.
-    assert truncated[0, 1] > chunked[0, 1] + 0.02, (truncated, chunked)
+    # only the praise, the averaged windows mostly the rest. The 30-step model is weak, so the gap in
+    # P(fresh) is small, so only its sign is asserted (measured: 0.535 truncated vs 0.485 chunked, a gap of
+    # 0.049, the same to 6 decimals under ATEN_CPU_CAPABILITY=default).
+    assert truncated[0, 1] > chunked[0, 1], (truncated, chunked)
 
 
+@pytest.mark.slow  # tiny_run fine-tunes a model
 def test_finetune_with_chunks_from_a_model_folder(tiny_run, tmp_path):
     rows = [(("great fun " if i % 2 else "awful bore ") * (5 + 40 * (i % 3)), "pos" if i % 2 else "neg")
             for i in range(40)]
@@ -280,16 +294,21 @@ def test_start_from_a_pretraining_folder_or_from_scratch(small_tokenizer, tmp_pa
 # --- metrics ---------------------------------------------------------------------------------------
 
 
-def test_macro_f1_matches_scikit_learn():
-    from sklearn.metrics import f1_score
+def test_validation_metrics_match_scikit_learn():
+    from sklearn.metrics import f1_score, log_loss
 
     g = torch.Generator().manual_seed(0)
     for k in (2, 5, 20):
         y = torch.randint(0, k, (300,), generator=g)
         p = torch.where(torch.rand(300, generator=g) < 0.6, y, torch.randint(0, k, (300,), generator=g))
-        assert macro_f1(p, y, k) == pytest.approx(f1_score(y, p, average="macro"), abs=1e-12)
+        logits = 4 * F.one_hot(p, k).float() + torch.rand(300, k, generator=g)  # argmax = p
+        m = validation_metrics(y, logits)
+        assert m["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"), abs=1e-12)
+        assert m["accuracy"] == pytest.approx(float((p == y).double().mean()), abs=1e-12)
+        assert m["loss"] == pytest.approx(log_loss(y, logits.double().softmax(-1), labels=list(range(k))), rel=1e-9)
     y, p = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 0, 0])  # a class never predicted
-    assert macro_f1(p, y, 3) == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    m = validation_metrics(y, F.one_hot(p, 3).float())
+    assert m["macro_f1"] == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -345,17 +364,19 @@ def test_bad_arguments_one_line_exit_2_no_folder(case, tmp_path, capsys):
         assert not out.exists()
 
 
-def test_real_process_exit_code_and_no_traceback(tmp_path):
+def test_finetune_and_predict_errors_are_one_line_exit_2(tmp_path, capsys):
+    # In-process; the real process's exit code is checked once, in test_tokenizer_and_cli.py.
     path, _, _ = make_bad_input("ragged_csv", tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "bertlab.cli", "finetune", "--model", "minilm-l6", "--data", str(path),
-                           "--output", str(tmp_path / "run")], capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "line 3" in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
-    proc = subprocess.run([sys.executable, "-m", "bertlab.cli", "predict", "--model", str(tmp_path / "nope"), "hi"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert main(["finetune", "--model", "minilm-l6", "--data", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 3" in err and err.startswith("bertlab finetune: error: ")
+    assert not (tmp_path / "run").exists()
+    assert main(["predict", "--model", str(tmp_path / "nope"), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bertlab predict: error: ")
 
 
+@pytest.mark.slow  # tiny_run fine-tunes a model
 def test_predict_errors(tiny_run, tmp_path, capsys):
     assert main(["predict", "--model", "minilm-l6", "some text"]) == 2  # an encoder without a trained head
     assert "classification head" in capsys.readouterr().err

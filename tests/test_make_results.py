@@ -5,8 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bertlab.cli import main
 from bertlab.data import load_corpus
+
+pytestmark = pytest.mark.slow  # pretrains, fine-tunes and evaluates in a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 

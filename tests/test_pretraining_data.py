@@ -228,6 +228,7 @@ def test_masks_depend_on_seed_epoch_and_index_only(dataset, tok):
     assert _rows(MLMCollator(tok, seed=8)(examples), examples) != first
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_masks_are_the_same_in_another_process(dataset, tok, tmp_path):
     examples = [dataset[i] for i in range(8)]
     batch = MLMCollator(tok, seed=3)(examples)

@@ -28,6 +28,8 @@ def test_cli_info_preset(capsys):
 
 
 def test_cli_bad_model_is_one_line_exit_2():
+    """The one test of the real process (exit code, no traceback); every other error-text test calls
+    bertlab.cli.main in-process and reads stderr with capsys."""
     proc = subprocess.run([sys.executable, "-m", "bertlab.cli", "info", "./missing-model"],
                           capture_output=True, text=True)
     assert proc.returncode == 2

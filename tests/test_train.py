@@ -57,6 +57,7 @@ def test_epoch_batches_are_seeded_permutations_and_length_grouping_pads_less():
     assert padding(grouped) < 0.2 * padding(epoch_batches(1000, 16, seed=1, epoch=0))
 
 
+@pytest.mark.slow  # three training subprocesses, one killed
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     run(tmp_path / "straight", "--steps", 12, "--save-every", 4)
     interrupted = tmp_path / "interrupted"
@@ -94,6 +95,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # torchrun with two processes (DDP), then a one-process run
 def test_torchrun_two_processes_match_one_process(tmp_path):
     """2 ranks x batch 4 (gloo, CPU) == 1 process x batch 8: identical weights on both ranks, same losses."""
     subprocess.run(
@@ -119,7 +121,7 @@ def _toy_trainer(tmp_path, **overrides):
     sys.path.insert(0, str(SCRIPT.parent))
     from train_script import Toy, collate
 
-    from bertlab.train import Trainer, TrainConfig
+    from bertlab.train import TrainConfig, Trainer
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32))
@@ -133,7 +135,7 @@ def test_bf16_autocast_path_runs_on_cpu(tmp_path):
     assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()
     result = trainer.train()
     losses = [r["train_loss"] for r in result.history]
-    assert len(losses) == 8 and all(l == l for l in losses)  # finite, no NaN
+    assert len(losses) == 8 and all(loss == loss for loss in losses)  # no NaN
     assert trainer.model.classifier.weight.dtype == torch.float32  # master weights stay float32
 
 
@@ -163,3 +165,64 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path):
     else:
         result = _toy_trainer(tmp_path, tensorboard=True).train()
         assert (tmp_path / "run" / "tensorboard").is_dir() and result.step == 8
+
+
+class NamedLosses(torch.nn.Module):
+    """A model that is not BERT: its output names two parts of its loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Linear(1, 1)
+
+    def forward(self, x, y):
+        a = (self.w(x) - y).pow(2).mean()
+        b = self.w.weight.pow(2).sum()
+        return type("Out", (), {"loss": a + b, "losses": {"fit_loss": a, "size_loss": b}})()
+
+
+def test_trainer_logs_the_named_losses_and_tensor_metrics_of_any_model(tmp_path, monkeypatch):
+    from bertlab.train import TrainConfig, Trainer
+
+    data = [{"x": torch.tensor([float(i)]), "y": torch.tensor([2.0 * i])} for i in range(16)]
+    collate = lambda rows: {k: torch.stack([r[k] for r in rows]) for k in rows[0]}  # noqa: E731
+    cfg = TrainConfig(output_dir=str(tmp_path), max_steps=6, batch_size=4, grad_accum_steps=2, log_every=3,
+                      progress=False)
+    trainer = Trainer(NamedLosses(), data, collate, cfg, metrics_fn=lambda batch, out: {"ones": torch.ones(())})
+    reads = []  # tensors read on the CPU (.item() / float()): only at the two log steps, not per micro-batch
+    for name in ("item", "__float__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda t, _f=original: reads.append(trainer.step) or _f(t))
+    records = trainer.train().history
+    monkeypatch.undo()
+    assert [r["step"] for r in records] == [3, 6]
+    assert set(reads) <= {3, 6}, reads
+    for r in records:
+        assert {"train_loss", "train_fit_loss", "train_size_loss", "train_ones", "grad_norm"} <= r.keys()
+        assert all(isinstance(r[k], float) for k in ("train_loss", "train_fit_loss", "train_ones", "grad_norm"))
+        assert r["train_ones"] == pytest.approx(1.0)
+        assert r["train_loss"] == pytest.approx(r["train_fit_loss"] + r["train_size_loss"], rel=1e-6)
+
+
+def test_intervals_per_run_are_resolved_without_changing_the_config(tmp_path):
+    from bertlab.train import TrainConfig, Trainer
+
+    model = BertForSequenceClassification(BertConfig.from_preset("tiny", vocab_size=64, max_position_embeddings=32))
+    data = [{"input_ids": torch.tensor([5, 6]), "labels": torch.tensor(0)}] * 8
+
+    def trainer(**fields):
+        return Trainer(model, data, lambda rows: {}, TrainConfig(output_dir=str(tmp_path), max_steps=45, **fields))
+
+    auto = trainer(log_every=None, evals_per_run=10, save_with_eval=True)
+    assert (auto.eval_every, auto.save_every, auto.log_every) == (4, 4, 2)
+    assert auto.config.eval_every is None and auto.config.log_every is None  # the config stays as given
+    given = trainer(eval_every=5, save_every=7, log_every=3, evals_per_run=10, save_with_eval=True)
+    assert (given.eval_every, given.save_every, given.log_every) == (5, 7, 3)
+    plain = trainer()
+    assert (plain.eval_every, plain.save_every, plain.log_every) == (None, None, 10)
+
+
+def test_tied_weights_are_named_by_the_model():
+    from bertlab import BertForMaskedLM, BertForPreTraining, BertModel
+
+    assert BertForPreTraining.tied_weights_keys == BertForMaskedLM.tied_weights_keys == ("cls.predictions.decoder.weight",)
+    assert BertModel.tied_weights_keys == BertForSequenceClassification.tied_weights_keys == ()

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bertlab import BertConfig, BertForSequenceClassification  # noqa: E402
-from bertlab.train import Trainer, TrainConfig  # noqa: E402
+from bertlab.train import TrainConfig, Trainer  # noqa: E402
 
 
 class Toy(torch.utils.data.Dataset):

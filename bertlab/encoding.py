@@ -1,0 +1,136 @@
+"""Texts -> token ids for classification, and token ids -> padded batches.
+
+Long texts. `truncate` (the default) keeps the first `max_seq_length` tokens (with a text pair,
+the longer segment is cut first). `chunk` cuts the first segment into overlapping windows of
+`max_seq_length` tokens (`stride` tokens shared by neighbouring windows; a second segment,
+capped at half the length, rides along with every window). Fine-tuning then trains on EVERY
+window, with its document's label; evaluation and prediction average the windows' logits into one
+prediction per document (`bertlab.predict`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .common import BertlabError
+from .tokenizer import WordPieceTokenizer
+
+LONG_TEXT = ("truncate", "chunk")
+# How a text becomes token ids when neither the caller nor the model's run says otherwise.
+ENCODING_DEFAULTS = {"max_seq_length": 128, "long_text": "truncate", "stride": 32}
+
+
+class EncodingError(BertlabError):
+    """Texts or settings that cannot be turned into token ids."""
+
+
+@dataclass
+class Encoded:
+    """Token ids of windows (one per document with truncation, one or more with chunking)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    doc: list[int]  # window -> index of its document
+    n_docs: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_texts(
+    tokenizer: WordPieceTokenizer,
+    texts: Sequence[str],
+    pairs: Sequence[str] | None = None,
+    max_seq_length: int = 128,
+    long_text: str = "truncate",
+    stride: int = 32,
+) -> Encoded:
+    """[CLS] text [SEP] (pair [SEP]) token ids, truncated or cut into overlapping windows."""
+    texts = list(texts)
+    if pairs is not None and len(pairs) != len(texts):
+        raise EncodingError(f"{len(texts)} texts but {len(pairs)} second segments")
+    if long_text not in LONG_TEXT:
+        raise EncodingError(f"--long-text {long_text!r}: choose one of {', '.join(LONG_TEXT)}")
+    if max_seq_length < 8:
+        raise EncodingError(f"--max-seq-length {max_seq_length}: must be at least 8")
+    if not texts:
+        return Encoded([], [], [], 0)
+    backend = tokenizer.backend
+    if long_text == "truncate":
+        backend.enable_truncation(max_seq_length, strategy="longest_first")
+        try:
+            inputs = list(zip(texts, pairs)) if pairs is not None else texts
+            encodings = backend.encode_batch(inputs)
+        finally:
+            backend.no_truncation()
+        return Encoded([e.ids for e in encodings], [e.type_ids for e in encodings], list(range(len(texts))), len(texts))
+
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    ids_a = tokenizer.encode_batch_ids(texts)
+    ids_b = tokenizer.encode_batch_ids(list(pairs)) if pairs is not None else None
+    out = Encoded([], [], [], len(texts))
+    for d, a in enumerate(ids_a):
+        b = ids_b[d][: (max_seq_length - 3) // 2] if ids_b is not None else None
+        room = max_seq_length - 2 - (len(b) + 1 if b is not None else 0)  # tokens of `a` per window
+        step = room - stride
+        if step < 1:
+            raise EncodingError(
+                f"--stride {stride}: windows of {room} text tokens would not move forward; use a stride below {room}"
+            )
+        start = 0
+        while True:
+            window = a[start : start + room]
+            ids = [cls_id] + window + [sep_id]
+            types = [0] * len(ids)
+            if b is not None:
+                ids += b + [sep_id]
+                types += [1] * (len(b) + 1)
+            out.input_ids.append(ids)
+            out.token_type_ids.append(types)
+            out.doc.append(d)
+            if start + room >= len(a):
+                break
+            start += step
+    return out
+
+
+class PadCollator:
+    """Examples (token id lists, a label) -> a batch padded to its longest member."""
+
+    def __init__(self, pad_token_id: int = 0):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        B, T = len(examples), max(len(x["input_ids"]) for x in examples)
+        input_ids = torch.full((B, T), self.pad_token_id, dtype=torch.long)
+        token_type_ids = torch.zeros(B, T, dtype=torch.long)
+        attention_mask = torch.zeros(B, T, dtype=torch.long)
+        for row, x in enumerate(examples):
+            n = len(x["input_ids"])
+            input_ids[row, :n] = torch.tensor(x["input_ids"])
+            token_type_ids[row, :n] = torch.tensor(x["token_type_ids"])
+            attention_mask[row, :n] = 1
+        batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+        if "labels" in examples[0]:
+            batch["labels"] = torch.tensor([x["labels"] for x in examples], dtype=torch.long)
+        return batch
+
+
+def encoding_settings(model_dir: str | Path, **given: Any) -> dict[str, Any]:
+    """max_seq_length / long_text / stride: those given (not None), else what the model in `model_dir`
+    was fine-tuned with (its args.json), else ENCODING_DEFAULTS."""
+    saved: dict[str, Any] = {}
+    try:
+        saved = json.loads((Path(model_dir) / "args.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    if not isinstance(saved, dict):
+        saved = {}
+    out = {k: saved.get(k, v) for k, v in ENCODING_DEFAULTS.items()}
+    out.update({k: v for k, v in given.items() if k in ENCODING_DEFAULTS and v is not None})
+    return out
