@@ -39,7 +39,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .common import BertlabError, check_options, option
-from .evaluate import ReportArgs
+from .data.classification import ClassificationData, ClassificationSplit, load_test_file
+from .evaluate import ReportArgs, map_labels, row_place
 from .report import args_json, atomic_folder, check_output, slug, write_report
 
 DEFAULT_C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -55,6 +56,9 @@ class BaselineError(BertlabError):
 class BaselineArgs(ReportArgs):
     output: str | None = option(None, "folder to write (default: runs/baseline-DATA-SPLIT); an earlier baseline run "
                                 "there is replaced", group="metrics and output")
+    test_data: str | None = option(None, "a test file, evaluated whole, instead of --split (its labels are matched "
+                                   "by name to the training data's): the file you give `bertlab evaluate`",
+                                   group="data")
     analyzer: str = option("auto", "word 1-2-grams or character 1-3-grams; auto: characters when the training "
                            "texts are mostly Chinese/Japanese/Korean script", group="TF-IDF + logistic regression",
                            choices=ANALYZERS)
@@ -166,6 +170,16 @@ class TfidfLogReg:
 
 # --------------------------------------------------------------------------- the run
 
+def test_split(args: BaselineArgs, data: ClassificationData) -> ClassificationSplit:
+    """--test-data read whole, its labels matched by name onto the training data's."""
+    test = load_test_file(args.test_data, args.data_dir, args.text_column, args.text_pair_column, args.label_column)
+    split = test.splits["test"]
+    labels = map_labels(split.labels, test.label_names, data.label_names, split.ids,
+                        where=lambda row_id: row_place(args.test_data, args.data_dir, row_id),
+                        model=f"the training data {data.name}")
+    return ClassificationSplit(split.texts, split.pairs, labels, split.ids)
+
+
 def run_baseline(args: BaselineArgs, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fit and evaluate both baselines, write OUTPUT; returns summary.json's content."""
     try:
@@ -178,7 +192,7 @@ def run_baseline(args: BaselineArgs, log: Callable[[str], None] = print) -> dict
     if args.output is not None:
         check_output(Path(args.output), "baseline")
     data = args.load_data(args.seed)
-    split = args.split_of(data)
+    split = test_split(args, data) if args.test_data else args.split_of(data)
     train, val = data.splits["train"], data.splits.get("validation")
     out = Path(args.output) if args.output is not None else Path("runs") / f"baseline-{slug(data.name)}-{args.split}"
     check_output(out, "baseline")

@@ -126,6 +126,8 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     from .pretrain import fill_mask
     from .tokenizer import WordPieceTokenizer
 
+    if args.top_k < 1:
+        raise BertlabError(f"--top-k {args.top_k}: must be at least 1")
     with quiet_logger():
         model = BertForMaskedLM.from_pretrained(args.model)
     if model.loading_info["missing_keys"]:
@@ -229,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fill-mask", help="predict the [MASK] tokens of a sentence with a pretrained model")
     f.add_argument("--model", required=True, help="a pretraining run folder (or any BERT with an MLM head)")
-    f.add_argument("--top-k", type=int, default=5)
+    f.add_argument("--top-k", type=int, default=5, help="candidates shown per [MASK] (default: 5)")
     f.add_argument("text", nargs="+", help="sentences containing [MASK]")
     f.set_defaults(func=cmd_fill_mask)
 

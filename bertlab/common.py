@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import re
+import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +84,72 @@ def package_folder(package: str) -> Path | None:
 def temporary_name(path: Path, kind: str = "tmp") -> Path:
     """A fresh hidden name beside `path` for a file or folder still being written."""
     return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+# What temporary_name makes (".NAME.tmp-PID-HEX", ".NAME.old-PID-HEX"), and what bertlab 0.1 made
+# for checkpoints (".NAME.PID.tmp"): the only names remove_orphans deletes.
+_ORPHAN = re.compile(r"^\..+\.(tmp|old)-\d+-[0-9a-f]{8}$|^\..+\.\d+\.tmp$")
+
+
+def remove_orphans(folder: str | Path) -> list[str]:
+    """Delete the temporary files and folders that a killed bertlab command left in `folder` (names
+    made by `temporary_name` only; nothing else is touched). Call it while holding `output_lock`."""
+    folder = Path(folder)
+    removed = []
+    for item in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if _ORPHAN.match(item.name) and not item.is_symlink():
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+            removed.append(item.name)
+    return removed
+
+
+@contextmanager
+def output_lock(folder: str | Path, flag: str = "--output") -> Iterator[None]:
+    """Hold `folder` (created if missing) for this process: another bertlab command that asks for it
+    meanwhile gets one line naming `flag`. The lock is an flock on the folder itself, which the
+    system drops when the process ends, killed or not, so it never stays stuck and leaves no file.
+    (Where flock does not exist, on Windows, there is no lock.)"""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BertlabError(f"{flag} {folder}: in use by another bertlab command that is still running; wait "
+                               "for it to end or choose another folder") from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def claimed_run_folder(out: str | Path, resume: bool, main: bool = True) -> Iterator[list[str]]:
+    """A training run's folder, held with `output_lock` for the `with` block: checked again to be
+    empty (unless resuming), its orphaned temporary files removed (their names are yielded).
+    Only the main process (rank 0) claims it."""
+    if not main:
+        yield []
+        return
+    out = Path(out)
+    with output_lock(out):
+        if not resume and any(out.iterdir()):
+            raise BertlabError(f"--output {out}: folder exists and is not empty (use --resume to continue it)")
+        yield remove_orphans(out) + remove_orphans(out / "checkpoints")
+
+
+def check_writable(path: str | Path, flag: str = "--output") -> None:
+    """An error naming `flag` unless `path` can be created or written: checked before any work."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        where = f" ({existing} is not a writable folder)" if existing is not None and existing != path else ""
+        raise BertlabError(f"{flag} {path}: cannot be written here{where}")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -37,6 +37,7 @@ class Encoded:
     token_type_ids: list[list[int]]
     doc: list[int]  # window -> index of its document
     n_docs: int
+    truncated: int = 0  # documents cut short by truncation
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -68,7 +69,8 @@ def encode_texts(
             encodings = backend.encode_batch(inputs)
         finally:
             backend.no_truncation()
-        return Encoded([e.ids for e in encodings], [e.type_ids for e in encodings], list(range(len(texts))), len(texts))
+        return Encoded([e.ids for e in encodings], [e.type_ids for e in encodings], list(range(len(texts))), len(texts),
+                       truncated=sum(1 for e in encodings if e.overflowing))
 
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     ids_a = tokenizer.encode_batch_ids(texts)

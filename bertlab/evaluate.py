@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .common import BertlabError, check_options, option
+from .data.classification import ClassificationData, ClassificationSplit, is_data_file, load_test_file
 from .data.source import DataArgs
 from .encoding import LONG_TEXT
 from .report import args_json, atomic_folder, check_output, slug, write_report
@@ -58,7 +59,16 @@ class ReportArgs(DataArgs):
     def validate(self) -> None:
         check_options(self, EvaluateError)
 
-    def split_of(self, data) -> Any:
+    def evaluation_data(self) -> tuple[ClassificationData, ClassificationSplit]:
+        """(the data, the split to evaluate). One file with --split test is a test set, all of it."""
+        if self.split == "test" and is_data_file(self.data, self.data_dir):
+            data = load_test_file(self.data, self.data_dir, self.text_column, self.text_pair_column,
+                                  self.label_column)
+        else:
+            data = self.load_data(self.seed)
+        return data, self.split_of(data)
+
+    def split_of(self, data: ClassificationData) -> ClassificationSplit:
         """The split to evaluate; an error naming the flag if the data has no such split or it is empty."""
         if self.split not in data.splits:
             raise EvaluateError(f"--split {self.split}: {data.name} has no {self.split} split "
@@ -86,7 +96,7 @@ class EvaluateArgs(ReportArgs):
 
 # --------------------------------------------------------------------------- labels
 
-def _where(data: str, data_dir: str | None, row_id: str) -> str:
+def row_place(data: str, data_dir: str | None, row_id: str) -> str:
     """'FILE: line N' (or 'row N' for Parquet) for a row id like 'test.tsv:17'; the id itself otherwise."""
     name, _, number = row_id.rpartition(":")
     path = Path(data).expanduser()
@@ -146,14 +156,13 @@ def run_evaluation(args: EvaluateArgs, log: Callable[[str], None] = print) -> di
 
     model, tokenizer = load_classifier(args.model)  # first: a wrong --model fails before the data is read
     names = label_names(model)
-    data = args.load_data(args.seed)
-    split = args.split_of(data)
+    data, split = args.evaluation_data()
     out = Path(args.output) if args.output is not None else default_output(args, data.name)
     check_output(out, "evaluate")
 
     data_dir = args.data_dir or os.environ.get("BERTLAB_DATA_DIR")
     y_true = map_labels(split.labels, data.label_names, names, split.ids,
-                        where=lambda row_id: _where(args.data, data_dir, row_id), model=f"the model {args.model}")
+                        where=lambda row_id: row_place(args.data, data_dir, row_id), model=f"the model {args.model}")
 
     settings = encoding_settings(args.model, max_seq_length=args.max_seq_length, long_text=args.long_text,
                                  stride=args.stride)

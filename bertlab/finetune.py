@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .common import BertlabError, check_options, option, quiet_logger
+from .common import BertlabError, check_options, check_writable, claimed_run_folder, option, quiet_logger
 from .config import FAST_PATHS, PRESETS, BertConfig
 from .data.source import DataArgs
 from .encoding import LONG_TEXT, PadCollator, encode_texts
@@ -134,6 +134,7 @@ def validate(args: FinetuneArgs) -> None:
             raise FinetuneError(f"--resume: {out} holds no fine-tuning run to resume (no args.json)")
     elif out.is_dir() and any(out.iterdir()):
         raise FinetuneError(f"--output {out}: folder exists and is not empty (use --resume to continue it)")
+    check_writable(out)
 
 
 def subset_indices(ids: Sequence[str], n: int, seed: int, salt: str) -> list[int]:
@@ -216,7 +217,7 @@ def run_finetune(args: FinetuneArgs, log: Callable[[str], None] = print,
     lengths) is checked before the output folder is created.
     """
     from .checkpoint import read_state_dict
-    from .train import TrainConfig, Trainer
+    from .train import TrainConfig, Trainer, resume_line
 
     validate(args)
     out = Path(args.output)
@@ -260,85 +261,93 @@ def run_finetune(args: FinetuneArgs, log: Callable[[str], None] = print,
     val_enc = encode_texts(tokenizer, val_split.texts, val_split.pairs, args.max_seq_length, args.long_text, args.stride)
     if args.long_text == "chunk":
         log(f"chunks: {len(train_set):,} training windows from {len(train_split):,} texts")
+    if enc.truncated:
+        log(f"truncation: {enc.truncated:,} of {len(train_split):,} training texts ({enc.truncated / len(train_split):.1%}) "
+            f"are longer than --max-seq-length {args.max_seq_length} and lose their end (--long-text chunk keeps it)")
 
-    # Everything that can fail on bad input has run: from here on the run folder is written.
-    if _is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        if not args.resume:
-            tokenizer.save(out)
-        (out / "args.json").write_text(
-            json.dumps({**asdict(args), "label_names": data.label_names}, indent=2, default=str) + "\n")
-
-    def eval_fn(m) -> dict[str, float]:
-        logits = encoded_logits(m, val_enc, tokenizer.pad_token_id, args.eval_batch_size, progress=False)
-        return validation_metrics(val_split.labels, logits)
-
-    learning_rate = args.learning_rate or (5e-4 if args.from_scratch else 5e-5)
-    train_cfg = TrainConfig(
-        output_dir=str(out), max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
-        grad_accum_steps=args.grad_accum_steps, learning_rate=learning_rate, weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio, seed=args.seed, amp=args.amp, compile=args.compile,
-        # unset intervals: ten evaluations a run, a checkpoint at each, about 20 log lines (at most every 10 steps)
-        log_every=args.log_every, eval_every=args.eval_every, evals_per_run=10, save_every=args.save_every,
-        save_with_eval=True, metric_for_best="accuracy", greater_is_better=True,
-        early_stopping_patience=args.patience, group_by_length=True, progress=args.progress,
-    )
-    trainer = Trainer(model, train_set, PadCollator(tokenizer.pad_token_id), train_cfg, eval_fn=eval_fn,
-                      metrics_fn=_train_accuracy, lengths=[len(x["input_ids"]) for x in train_set],
-                      callbacks=callbacks)
-    total = trainer.total_steps
-
-    # Validation before any training: what the pretrained encoder and a random classifier give.
-    summary_path = out / SUMMARY_FILE
-    initial = None
-    if args.resume and summary_path.is_file():
-        initial = json.loads(summary_path.read_text(encoding="utf-8")).get("initial_validation")
-    if initial is None:
-        initial = trainer.evaluate()
+    # Everything that can fail on bad input has run: from here on the run folder is written, by this run only.
+    with claimed_run_folder(out, args.resume, _is_main()) as orphans:
+        if orphans:
+            log(f"removed what an interrupted run left: {', '.join(orphans)}")
+        if args.resume:
+            log(resume_line(out))
         if _is_main():
-            summary_path.write_text(json.dumps({"status": "running", "initial_validation": initial}, indent=2) + "\n")
-    log(f"before training: validation accuracy {initial['accuracy']:.4f}, macro-F1 {initial['macro_f1']:.4f}")
-    log(f"training: {total:,} steps of {args.batch_size * args.grad_accum_steps * trainer.world} examples, "
-        f"learning rate {learning_rate:g}, evaluation every {trainer.eval_every} steps")
+            out.mkdir(parents=True, exist_ok=True)
+            if not args.resume:
+                tokenizer.save(out)
+            (out / "args.json").write_text(
+                json.dumps({**asdict(args), "label_names": data.label_names}, indent=2, default=str) + "\n")
 
-    started = time.perf_counter()
-    result = trainer.train(resume=args.resume)
-    train_seconds = time.perf_counter() - started
+        def eval_fn(m) -> dict[str, float]:
+            logits = encoded_logits(m, val_enc, tokenizer.pad_token_id, args.eval_batch_size, progress=False)
+            return validation_metrics(val_split.labels, logits)
 
-    # 4. the best model (by validation accuracy) becomes the run folder's model
-    best = out / "best"
-    if _is_main():
-        if (best / "model.safetensors").is_file():
-            for name in ("config.json", "model.safetensors"):
-                os.replace(best / name, out / name)
-            shutil.rmtree(best, ignore_errors=True)
-        elif not (out / "model.safetensors").is_file():
-            model.save_pretrained(out)
-    trainer._barrier()
-    state, _ = read_state_dict(out)
-    model.load_state_dict(state, strict=False)
+        learning_rate = args.learning_rate or (5e-4 if args.from_scratch else 5e-5)
+        train_cfg = TrainConfig(
+            output_dir=str(out), max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
+            grad_accum_steps=args.grad_accum_steps, learning_rate=learning_rate, weight_decay=args.weight_decay,
+            warmup_ratio=args.warmup_ratio, seed=args.seed, amp=args.amp, compile=args.compile,
+            # unset intervals: ten evaluations a run, a checkpoint at each, about 20 log lines (at most every 10 steps)
+            log_every=args.log_every, eval_every=args.eval_every, evals_per_run=10, save_every=args.save_every,
+            save_with_eval=True, metric_for_best="accuracy", greater_is_better=True,
+            early_stopping_patience=args.patience, group_by_length=True, progress=args.progress,
+        )
+        trainer = Trainer(model, train_set, PadCollator(tokenizer.pad_token_id), train_cfg, eval_fn=eval_fn,
+                          metrics_fn=_train_accuracy, lengths=[len(x["input_ids"]) for x in train_set],
+                          callbacks=callbacks)
+        total = trainer.total_steps
 
-    best_record = next((r for r in result.history if r.get("step") == result.best_step and "eval_accuracy" in r), None)
-    if best_record is not None:
-        validation = {k[len("eval_"):]: v for k, v in best_record.items() if k.startswith("eval_")}
-    else:
-        validation = trainer.evaluate()
-    summary = {
-        "model": args.model, "from_scratch": args.from_scratch, "preset": args.preset,
-        "data": data.name, "label_names": data.label_names,
-        "examples": {"train": len(train_split), "validation": len(val_split),
-                     **({"test": len(data.splits["test"])} if "test" in data.splits else {})},
-        "train_windows": len(train_set), "max_seq_length": args.max_seq_length, "long_text": args.long_text,
-        "stride": args.stride, "learning_rate": learning_rate, "batch_size": args.batch_size,
-        "steps": result.step, "total_steps": total, "best_step": result.best_step,
-        "stopped_early": result.stopped_early, "train_seconds": round(train_seconds, 1),
-        "initial_validation": initial, "validation": validation, "parameters": model.num_parameters(),
-    }
-    if _is_main():
-        history = [{"step": 0, **{f"eval_{k}": v for k, v in initial.items()}}] + list(result.history)
-        save_learning_curve(history, out / CURVE_FILE)
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+        # Validation before any training: what the pretrained encoder and a random classifier give.
+        summary_path = out / SUMMARY_FILE
+        initial = None
+        if args.resume and summary_path.is_file():
+            initial = json.loads(summary_path.read_text(encoding="utf-8")).get("initial_validation")
+        if initial is None:
+            initial = trainer.evaluate()
+            if _is_main():
+                summary_path.write_text(json.dumps({"status": "running", "initial_validation": initial}, indent=2) + "\n")
+        log(f"before training: validation accuracy {initial['accuracy']:.4f}, macro-F1 {initial['macro_f1']:.4f}")
+        log(f"training: {total:,} steps of {args.batch_size * args.grad_accum_steps * trainer.world} examples, "
+            f"learning rate {learning_rate:g}, evaluation every {trainer.eval_every} steps")
+
+        started = time.perf_counter()
+        result = trainer.train(resume=args.resume)
+        train_seconds = time.perf_counter() - started
+
+        # 4. the best model (by validation accuracy) becomes the run folder's model
+        best = out / "best"
+        if _is_main():
+            if (best / "model.safetensors").is_file():
+                for name in ("config.json", "model.safetensors"):
+                    os.replace(best / name, out / name)
+                shutil.rmtree(best, ignore_errors=True)
+            elif not (out / "model.safetensors").is_file():
+                model.save_pretrained(out)
+        trainer._barrier()
+        state, _ = read_state_dict(out)
+        model.load_state_dict(state, strict=False)
+
+        best_record = next((r for r in result.history if r.get("step") == result.best_step and "eval_accuracy" in r), None)
+        if best_record is not None:
+            validation = {k[len("eval_"):]: v for k, v in best_record.items() if k.startswith("eval_")}
+        else:
+            validation = trainer.evaluate()
+        summary = {
+            "model": args.model, "from_scratch": args.from_scratch, "preset": args.preset,
+            "data": data.name, "label_names": data.label_names,
+            "examples": {"train": len(train_split), "validation": len(val_split),
+                         **({"test": len(data.splits["test"])} if "test" in data.splits else {})},
+            "train_windows": len(train_set), "max_seq_length": args.max_seq_length, "long_text": args.long_text,
+            "stride": args.stride, "learning_rate": learning_rate, "batch_size": args.batch_size,
+            "steps": result.step, "total_steps": total, "best_step": result.best_step,
+            "stopped_early": result.stopped_early, "train_seconds": round(train_seconds, 1),
+            "initial_validation": initial, "validation": validation, "parameters": model.num_parameters(),
+        }
+        if _is_main():
+            history = [{"step": 0, **{f"eval_{k}": v for k, v in initial.items()}}] + list(result.history)
+            save_learning_curve(history, out / CURVE_FILE)
+            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
 
 
 def report_lines(summary: dict[str, Any], args: FinetuneArgs) -> list[str]:

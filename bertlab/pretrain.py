@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .common import BertlabError, check_options, eval_mode, option
+from .common import BertlabError, check_options, check_writable, claimed_run_folder, eval_mode, option
 from .config import FAST_PATHS, PRESETS, BertConfig
 from .model import BertForPreTraining
 from .tokenizer import SPECIAL_TOKENS, TokenizerError, WordPieceTokenizer
@@ -115,6 +115,7 @@ def validate(args: PretrainArgs) -> None:
         raise PretrainError(f"--output {out}: folder exists and is not empty (use --resume to continue it)")
     if args.resume and not (out / "tokenizer.json").is_file():
         raise PretrainError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
+    check_writable(out)
 
 
 def report_lines(summary: dict[str, Any], args: PretrainArgs) -> list[str]:
@@ -192,7 +193,7 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
     from .data import MLMCollator, build_pretraining_dataset, corpus_stats, load_corpus, split_heldout
     from .plots import save_pretraining_curves
     from .tokenizer import train_wordpiece
-    from .train import TrainConfig, Trainer
+    from .train import TrainConfig, Trainer, resume_line
 
     validate(args)
     out = Path(args.output)
@@ -250,53 +251,58 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
     model = BertForPreTraining(config)
     log(f"model: {args.preset} preset, {model.num_parameters():,} parameters")
 
-    # Everything that can fail on bad input has run: from here on the run folder is written.
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        tokenizer.save(out)
-    (out / "args.json").write_text(json.dumps(asdict(args), indent=2, default=str) + "\n")
+    # Everything that can fail on bad input has run: from here on the run folder is written, by this run only.
+    with claimed_run_folder(out, args.resume, os.environ.get("RANK", "0") == "0") as orphans:
+        if orphans:
+            log(f"removed what an interrupted run left: {', '.join(orphans)}")
+        if args.resume:
+            log(resume_line(out))
+        out.mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            tokenizer.save(out)
+        (out / "args.json").write_text(json.dumps(asdict(args), indent=2, default=str) + "\n")
 
-    train_cfg = TrainConfig(
-        output_dir=str(out), max_steps=args.steps, batch_size=args.batch_size,
-        grad_accum_steps=args.grad_accum_steps, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps, seed=args.seed, amp=args.amp, compile=args.compile,
-        log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
-        num_workers=args.num_workers, progress=args.progress, tensorboard=args.tensorboard,
-    )
-    deadline = started + args.max_minutes * 60 if args.max_minutes else None
+        train_cfg = TrainConfig(
+            output_dir=str(out), max_steps=args.steps, batch_size=args.batch_size,
+            grad_accum_steps=args.grad_accum_steps, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+            warmup_steps=args.warmup_steps, seed=args.seed, amp=args.amp, compile=args.compile,
+            log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
+            num_workers=args.num_workers, progress=args.progress, tensorboard=args.tensorboard,
+        )
+        deadline = started + args.max_minutes * 60 if args.max_minutes else None
 
-    def stop_at_deadline(trainer, step, record):
-        if deadline and time.perf_counter() > deadline and trainer.step < trainer.total_steps:
-            log(f"time limit of {args.max_minutes} minutes reached at step {step}")
-            trainer.total_steps = trainer.step  # ends the loop after this step
+        def stop_at_deadline(trainer, step, record):
+            if deadline and time.perf_counter() > deadline and trainer.step < trainer.total_steps:
+                log(f"time limit of {args.max_minutes} minutes reached at step {step}")
+                trainer.total_steps = trainer.step  # ends the loop after this step
 
-    trainer = Trainer(
-        model, train_set, collate, train_cfg,
-        eval_fn=lambda m: evaluate_pretraining(m, eval_set, eval_collate),
-        metrics_fn=pretraining_metrics,
-        callbacks=[stop_at_deadline],
-    )
-    train_start = time.perf_counter()
-    result = trainer.train(resume=args.resume)
-    train_seconds = time.perf_counter() - train_start
+        trainer = Trainer(
+            model, train_set, collate, train_cfg,
+            eval_fn=lambda m: evaluate_pretraining(m, eval_set, eval_collate),
+            metrics_fn=pretraining_metrics,
+            callbacks=[stop_at_deadline],
+        )
+        train_start = time.perf_counter()
+        result = trainer.train(resume=args.resume)
+        train_seconds = time.perf_counter() - train_start
 
-    # 5. the final model, curves and summary
-    model.save_pretrained(out)
-    save_pretraining_curves(result.history, out / "pretraining_curves.png")
-    final = next((r for r in reversed(result.history) if "eval_mlm_loss" in r), {})
-    train_records = [r for r in result.history if "train_mlm_loss" in r]
-    tokens_per_s = [r["tokens_per_s"] for r in train_records if "tokens_per_s" in r]
-    summary = {
-        "steps": result.step,
-        "train_seconds": round(train_seconds, 1),
-        "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
-        "first_train_mlm_loss": train_records[0]["train_mlm_loss"] if train_records else None,
-        "last_train_mlm_loss": train_records[-1]["train_mlm_loss"] if train_records else None,
-        "heldout": {k[len("eval_"):]: v for k, v in final.items() if k.startswith("eval_")},
-        "corpus": stats,
-        "train_examples": data_stats,
-        "parameters": model.num_parameters(),
-        "vocab_size": tokenizer.vocab_size,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+        # 5. the final model, curves and summary
+        model.save_pretrained(out)
+        save_pretraining_curves(result.history, out / "pretraining_curves.png")
+        final = next((r for r in reversed(result.history) if "eval_mlm_loss" in r), {})
+        train_records = [r for r in result.history if "train_mlm_loss" in r]
+        tokens_per_s = [r["tokens_per_s"] for r in train_records if "tokens_per_s" in r]
+        summary = {
+            "steps": result.step,
+            "train_seconds": round(train_seconds, 1),
+            "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
+            "first_train_mlm_loss": train_records[0]["train_mlm_loss"] if train_records else None,
+            "last_train_mlm_loss": train_records[-1]["train_mlm_loss"] if train_records else None,
+            "heldout": {k[len("eval_"):]: v for k, v in final.items() if k.startswith("eval_")},
+            "corpus": stats,
+            "train_examples": data_stats,
+            "parameters": model.num_parameters(),
+            "vocab_size": tokenizer.vocab_size,
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary

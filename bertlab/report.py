@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .common import BertlabError, temporary_name
+from .common import BertlabError, check_writable, temporary_name
 
 
 class OutputError(BertlabError):
@@ -55,6 +55,7 @@ def check_output(out: Path, command: str, flag: str = "--output") -> None:
     if out.is_dir() and any(out.iterdir()) and not written_by(out, command):
         raise OutputError(f"{flag} {out}: folder exists, is not empty and is not an earlier output of "
                             f"bertlab {command}; nothing was changed, choose another folder")
+    check_writable(out, flag)
 
 
 @contextmanager

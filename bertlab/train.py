@@ -121,13 +121,7 @@ def adamw(params, **kwargs) -> torch.optim.AdamW:
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
     """Learning-rate factor: 0 -> 1 over `warmup` steps, then 1 -> 0 at `total`."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
+    return lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
 
 
 def epoch_batches(
@@ -192,6 +186,13 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
             return candidate
     done = sorted(p for p in root.glob("step-*") if p.is_dir() and (p / STATE_FILE).is_file())
     return done[-1] if done else None
+
+
+def resume_line(output_dir: str | Path) -> str:
+    """One line saying where a resumed run continues from."""
+    if (ckpt := latest_checkpoint(output_dir)) is None:
+        return f"--resume: no complete checkpoint in {Path(output_dir) / CHECKPOINTS}: starting from step 0"
+    return f"--resume: continuing from step {int(ckpt.name.split('-')[-1]):,} ({CHECKPOINTS}/{ckpt.name})"
 
 
 # --- distributed -----------------------------------------------------------------------------

@@ -203,7 +203,7 @@ def test_help_lists_the_flags():
     from bertlab.cli import build_parser
 
     parser = build_parser()
-    for command, flags in (("baseline", ["--data", "--split", "--output", "--analyzer", "--C", "--text-column",
+    for command, flags in (("baseline", ["--data", "--split", "--test-data", "--output", "--analyzer", "--C", "--text-column",
                                          "--label-column", "--validation-split", "--bootstrap"]),
                            ("evaluate", ["--model", "--data", "--split", "--output", "--batch-size",
                                          "--max-seq-length", "--long-text", "--stride", "--text-pair-column",
@@ -212,3 +212,21 @@ def test_help_lists_the_flags():
         text = sub.format_help()
         for flag in flags:
             assert flag in text, (command, flag)
+
+
+def test_test_data_is_a_file_evaluated_whole_with_labels_matched_by_name(fruit, fruit_run, tmp_path, capsys):
+    upper = tmp_path / "my-test.csv"  # the folder's test file, label names in capitals, matched by name
+    rows = [line.rsplit(",", 1) for line in (fruit / "test.csv").read_text().splitlines()[1:]]
+    write_csv(upper, [(t, y.upper()) for t, y in rows])
+    out = tmp_path / "b"
+    assert main(["baseline", "--data", str(fruit / "train.csv"), "--test-data", str(upper), "--output", str(out),
+                 "--bootstrap", "0", "--C", "1", "10"]) == 0
+    m = json.loads((out / "tfidf_lr" / "metrics.json").read_text())
+    assert m["n_examples"] == len(rows) and m["label_names"] == ["apple", "banana", "cherry"]
+    preds = [json.loads(line) for line in (out / "tfidf_lr" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["label"] for p in preds] == [y for _, y in rows]
+    write_csv(upper, [("a crisp apple", "APPLE"), ("a date", "date")])
+    assert main(["baseline", "--data", str(fruit / "train.csv"), "--test-data", str(upper), "--output",
+                 str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{upper}: line 3: label 'date'" in err and not (tmp_path / "c").exists()

@@ -163,11 +163,13 @@ def test_label_the_model_never_saw_is_one_line_naming_file_and_row(tmp_path, mod
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, model_dir, data_folder, capsys):
-    # a single file has train and validation only
-    single = tmp_path / "single.csv"
-    write_csv(single, [(t, "pos") for t in sentences("pos", 10, 3)] + [(t, "neg") for t in sentences("neg", 10, 4)])
-    assert "no test split" in run_error(capsys, "--model", model_dir, "--data", single)
-    assert not (model_dir / "eval-single-test").exists()
+    # a folder with a training file only has train and validation (a single file would be the test set)
+    only_train = tmp_path / "only-train"
+    only_train.mkdir()
+    write_csv(only_train / "train.csv",
+              [(t, "pos") for t in sentences("pos", 10, 3)] + [(t, "neg") for t in sentences("neg", 10, 4)])
+    assert "no test split" in run_error(capsys, "--model", model_dir, "--data", only_train)
+    assert not (model_dir / "eval-only-train-test").exists()
     # an unrelated, non-empty output folder is left alone
     busy = tmp_path / "busy"
     busy.mkdir()
@@ -233,3 +235,24 @@ def test_plot_functions_draw_on_a_given_axis(tmp_path):
     plt.close(fig)
     path = plots.save_reliability_diagram(m["calibration"], tmp_path / "r.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_single_file_is_evaluated_whole_as_the_test_set(evaluated, model_dir, data_folder, tmp_path):
+    out = tmp_path / "eval-file"
+    code = main(["evaluate", "--model", str(model_dir), "--data", str(data_folder / "test.csv"), "--bootstrap", "0",
+                 "--output", str(out)])
+    assert code == 0
+    whole = json.loads((out / "metrics.json").read_text())
+    folder = json.loads((evaluated / "metrics.json").read_text())
+    n_rows = len((data_folder / "test.csv").read_text().splitlines()) - 1
+    assert whole["n_examples"] == n_rows == folder["n_examples"]  # every row, none held out
+    assert whole["accuracy"] == folder["accuracy"] and whole["confusion_matrix"] == folder["confusion_matrix"]
+
+
+def test_a_single_file_with_an_unknown_label_is_one_line(model_dir, tmp_path, capsys):
+    bad = tmp_path / "test.csv"
+    write_csv(bad, [("the film was great", "pos"), ("a weak story", "meh")])
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(bad), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad}: line 3: label 'meh'" in err
+    assert not (tmp_path / "o").exists()

@@ -46,6 +46,7 @@ __all__ = [
     "ClassificationSplit",
     "ClassificationData",
     "load_classification",
+    "load_test_file",
     "load_texts",
     "read_table",
     "REGISTERED_DATASETS",
@@ -399,6 +400,12 @@ def load_classification(
         return _load_sst2(data_dir, validation_split, seed)
     if data == "chnsenticorp":
         return _load_chnsenticorp(data_dir, validation_split, seed)
+    path = local_path(data, data_dir)
+    return _load_local(path, text_column, text_pair_column, label_column, validation_split, seed)
+
+
+def local_path(data: str | Path, data_dir: str | None = None) -> Path:
+    """A data file or folder the user named: as given, else under `data_dir` ($BERTLAB_DATA_DIR)."""
     path = Path(data).expanduser()
     root = data_dir or os.environ.get("BERTLAB_DATA_DIR")
     if not path.exists() and not path.is_absolute() and root and (Path(root) / path).exists():
@@ -412,7 +419,32 @@ def load_classification(
             f"{path}: unsupported file type {path.suffix or '(none)'!r}; use {', '.join(sorted(SUFFIXES))} "
             f"or a folder of train/validation/test files"
         )
-    return _load_local(path, text_column, text_pair_column, label_column, validation_split, seed)
+    return path
+
+
+def is_data_file(data: str, data_dir: str | None = None) -> bool:
+    """True if `data` names one table file (not a registered data set, not a folder)."""
+    if str(data) in REGISTERED_DATASETS:
+        return False
+    try:
+        return local_path(data, data_dir).is_file()
+    except ClassificationDataError:
+        return False
+
+
+def load_test_file(data: str, data_dir: str | None = None, text_column: str | None = None,
+                   text_pair_column: str | None = None, label_column: str | None = None) -> ClassificationData:
+    """One table file, every row of it, as a test set: `bertlab evaluate --data FILE` and
+    `bertlab baseline --test-data FILE`. Its label names are its own (sorted as for training data);
+    the caller matches them by name to the model's."""
+    path = local_path(data, data_dir)
+    if not path.is_file():
+        raise ClassificationDataError(f"{path}: a test file is needed here, not a folder")
+    raw, _ = _read_split(path, text_column, text_pair_column, label_column)
+    if not raw.texts:
+        raise ClassificationDataError(f"{path}: no rows to evaluate")
+    order = _sorted_labels(set(raw.labels))
+    return ClassificationData(path.stem, [str(v) for v in order], {"test": _to_split(raw, order, path)})
 
 
 def load_texts(path: str | Path, text_column: str | None = None, text_pair_column: str | None = None

@@ -211,6 +211,8 @@ def text_value(path: Path, row: Row, column: str) -> str:
         )
     if not value.strip():
         raise ClassificationDataError(f"{path}: {row.where}: empty text in column {column!r}")
+    if "\x00" in value:  # a binary file read as text, or a broken export: never a real review
+        raise ClassificationDataError(f"{path}: {row.where}: a NUL byte in the text of column {column!r}")
     return value
 
 
