@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from .common import BertlabError, atomic_write_text, check_options, eval_mode, option
-from .config import FAST_PATHS, BertConfig
+from .config import FAST_PATHS, PRESETS, BertConfig
 
 
 def _reference_pair(task: str, config: BertConfig, seed: int = 0):
@@ -380,7 +380,7 @@ class BenchArgs:
     task: str = option("pretrain", "BertForPreTraining (MLM + NSP) or BertForSequenceClassification",
                        choices=("pretrain", "finetune"))
     mode: str = option("step", "forward (inference), backward (forward + backward) or step (+ AdamW)", choices=MODES)
-    preset: str = option("tiny", "model size")
+    preset: str = option("tiny", "model size", choices=tuple(PRESETS))
     vocab_size: int = option(30522, "vocabulary size of both models", minimum=1)
     seq_len: int = option(128, "sequence length (the longest row with --lengths)", minimum=8)
     batch_size: int = option(32, "rows per batch", minimum=1)
@@ -395,6 +395,16 @@ class BenchArgs:
     output: str | None = option(None, "write the result(s) as JSON here")
 
 
+def check_device(device: str) -> None:
+    """A BenchError naming --device unless torch knows the device and this machine has it."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise BenchError(f"--device {device}: not a device torch knows (cpu, cuda, cuda:1, mps, ...)") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise BenchError(f"--device {device}: no such CUDA GPU here ({torch.cuda.device_count()} found)")
+
+
 def run_bench(args: BenchArgs, log=print) -> dict[str, Any]:
     """One case or a suite; returns the result (also written to --output)."""
     check_options(args, BenchError)
@@ -402,6 +412,7 @@ def run_bench(args: BenchArgs, log=print) -> dict[str, Any]:
         raise BenchError(f"--output {args.output}: exists and is not a result of bertlab bench; "
                          "nothing was changed, choose another file")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)
     amp = args.amp or ("bf16" if device.startswith("cuda") else "no")
     if args.suite:
         log(f"suite {args.suite} on {device}: {len(SUITES[args.suite])} cases")

@@ -12,9 +12,9 @@ All argparse lives here. The flags of pretrain, finetune, evaluate, baseline and
 from the fields of their argument dataclasses (`bertlab.common.option`), so each default is
 written once, beside the field, and the Python API and the command agree.
 
-Bad input (a `BertlabError`, or a file that is not there) gives one line on stderr and exit code 2;
-anything else is a bug and keeps its traceback. Set BERTLAB_DEBUG=1 to see a traceback for bad
-input too.
+Bad input (a `BertlabError`, a file that is not there, or a flag argparse refuses) gives one line
+on stderr and exit code 2; anything else is a bug and keeps its traceback. Set BERTLAB_DEBUG=1 to
+see a traceback for bad input too.
 """
 
 from __future__ import annotations
@@ -29,8 +29,15 @@ import typing
 from typing import Any
 
 from . import __version__
-from .common import BertlabError
+from .common import BertlabError, flag_name
 from .config import PRESETS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line like every other error (not the whole usage first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class Help(argparse.HelpFormatter):
@@ -82,7 +89,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         if meta["positional"]:
             groups[group].add_argument(f.name, default=default, **kwargs)
             continue
-        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        flag = flag_name(f)
         if required:
             kwargs["required"] = True
         else:
@@ -213,8 +220,7 @@ def commands() -> dict[str, dict[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertlab", description="BERT from scratch: pretrain, fine-tune, evaluate, "
-                                     "predict.")
+    parser = Parser(prog="bertlab", description="BERT from scratch: pretrain, fine-tune, evaluate, predict.")
     parser.add_argument("--version", action="version", version=f"bertlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -87,7 +87,7 @@ class EvaluateArgs(ReportArgs):
     batch_size: int = option(64, "examples per batch", group="prediction", minimum=1)
     max_seq_length: int | None = option(None, "tokens per example (default: as fine-tuned, or 128)",
                                         group="prediction", minimum=8)
-    long_text: str | None = option(None, "truncate or chunk (default: as fine-tuned, or truncate)",
+    long_text: str | None = option(None, "truncate, head-tail or chunk (default: as fine-tuned, or truncate)",
                                    group="prediction", choices=LONG_TEXT)
     stride: int | None = option(None, "window overlap with --long-text chunk (default: as fine-tuned, or 32)",
                                 group="prediction", minimum=0)

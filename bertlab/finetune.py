@@ -12,7 +12,9 @@ The run folder it leaves is a Hugging Face model folder that
     finetune_summary.json            validation metrics (before training and of the best model),
                                      steps, training time, data sizes
     args.json                        the arguments of the run
-    checkpoints/                     the latest checkpoints, for --resume
+    checkpoints/                     while the run is unfinished: its latest checkpoint, for --resume;
+                                     a finished run keeps only the --keep-checkpoints newest (default
+                                     none), so the folder holds the best model and its records
 
 How texts become token ids (truncation, chunking of long texts) is `bertlab.encoding`; prediction
 with the result is `bertlab.predict`.
@@ -31,10 +33,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .common import BertlabError, check_options, check_writable, claimed_run_folder, option, quiet_logger
+from .common import BertlabError, check_options, check_writable, claimed_run_folder, eval_mode, option, quiet_logger
 from .config import FAST_PATHS, PRESETS, BertConfig
 from .data.source import DataArgs
-from .encoding import LONG_TEXT, PadCollator, encode_texts
+from .encoding import LONG_TEXT, PadCollator, choose_long_text, encode_texts, prediction_length, text_lengths
 from .metrics import validation_metrics
 from .model import BertForSequenceClassification
 from .predict import encoded_logits
@@ -63,17 +65,21 @@ class FinetuneArgs(DataArgs):
     max_train_examples: int | None = option(None, "train on this many examples only (quick runs)", group="data", minimum=1)
     max_eval_examples: int | None = option(None, "evaluate on this many validation examples only", group="data", minimum=1)
     max_seq_length: int = option(128, "tokens per example, [CLS] and [SEP] included", group="sequences", minimum=8)
-    long_text: str = option("truncate", "truncate: keep the first tokens; chunk: overlapping windows, trained on "
-                            "each, logits averaged per document at evaluation and prediction", group="sequences",
-                            choices=LONG_TEXT)
+    long_text: str = option("auto", "texts longer than --max-seq-length: truncate keeps the first tokens; "
+                            "head-tail the first quarter and the last three quarters; chunk: overlapping windows, "
+                            "trained on each, logits averaged per document at evaluation and prediction; auto: "
+                            "truncate when at most 10% of training texts are too long, else head-tail",
+                            group="sequences", choices=("auto", *LONG_TEXT))
     stride: int = option(32, "tokens shared by neighbouring windows with --long-text chunk", group="sequences", minimum=0)
     epochs: float = option(3.0, "passes over the training data (unless --max-steps)", group="training")
     max_steps: int | None = option(None, "optimizer steps (overrides --epochs)", group="training", minimum=1)
-    batch_size: int = option(32, "examples per micro-batch (per process under torchrun)", group="training", minimum=1)
+    batch_size: int = option(32, "examples per batch (per process under torchrun); on a CPU, a batch whose "
+                             "activations would not fit in about 600 MB runs as micro-batches", group="training", minimum=1)
     eval_batch_size: int = option(64, "examples per batch when evaluating", group="training", minimum=1)
-    grad_accum_steps: int = option(1, "micro-batches per optimizer step", group="training", minimum=1)
-    learning_rate: float | None = option(None, "peak AdamW learning rate (default 5e-5, or 5e-4 with "
-                                         "--from-scratch)", group="training")
+    grad_accum_steps: int = option(1, "batches accumulated per optimizer step", group="training", minimum=1)
+    learning_rate: float | None = option(None, "peak AdamW learning rate (default: 5e-4 with --from-scratch; "
+                                         "1e-4 for a pretrained model of hidden size under 768, such as "
+                                         "MiniLM; 5e-5 for BERT-base and larger)", group="training")
     weight_decay: float = option(0.01, "AdamW weight decay (not on biases/LayerNorm)", group="training")
     warmup_ratio: float = option(0.1, "share of the steps spent warming up the learning rate", group="training")
     amp: str = option("auto", "mixed precision; auto = bf16 or fp16 on a GPU, none on a CPU", group="training",
@@ -89,6 +95,9 @@ class FinetuneArgs(DataArgs):
                                   group="evaluation and run folder", minimum=1)
     save_every: int | None = option(None, "checkpoint every N steps (default: at every evaluation)",
                                     group="evaluation and run folder", minimum=1)
+    keep_checkpoints: int = option(0, "checkpoints left in the run folder when the run has finished (0: the best "
+                                   "model only; an unfinished run always keeps its latest one, for --resume)",
+                                   group="evaluation and run folder", minimum=0)
     log_every: int | None = option(None, "log training loss and accuracy every N steps (default: 10, fewer on "
                                    "short runs)", group="evaluation and run folder", minimum=1)
     progress: bool | None = None  # a progress bar: None shows one on a terminal only
@@ -132,9 +141,33 @@ def validate(args: FinetuneArgs) -> None:
     if args.resume:
         if not (out / "args.json").is_file():
             raise FinetuneError(f"--resume: {out} holds no fine-tuning run to resume (no args.json)")
+        if _finished(out):
+            raise FinetuneError(f"--resume: the run in {out} has finished; start a new one with another --output")
     elif out.is_dir() and any(out.iterdir()):
         raise FinetuneError(f"--output {out}: folder exists and is not empty (use --resume to continue it)")
     check_writable(out)
+
+
+def _finished(out: Path) -> bool:
+    try:
+        return json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")).get("status") == "finished"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def prune_checkpoints(out: Path, keep: int) -> None:
+    """A finished run: keep the `keep` newest checkpoints, or with 0 no checkpoints folder at all."""
+    from .train import CHECKPOINTS
+
+    root = out / CHECKPOINTS
+    if not root.is_dir():
+        return
+    if keep == 0:
+        shutil.rmtree(root)
+        return
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for p in steps[: max(0, len(steps) - keep)]:
+        shutil.rmtree(p)
 
 
 def subset_indices(ids: Sequence[str], n: int, seed: int, salt: str) -> list[int]:
@@ -187,7 +220,9 @@ def _load_tokenizer(args: FinetuneArgs) -> WordPieceTokenizer:
     try:
         return WordPieceTokenizer.from_pretrained(source)
     except CheckpointError as err:
-        hint = "" if args.tokenizer or args.resume else "; give --tokenizer"
+        # a model folder that exists but holds no tokenizer: say where one can come from
+        has_folder = not args.tokenizer and not args.resume and Path(str(source)).expanduser().is_dir()
+        hint = "; give --tokenizer" if has_folder else ""
         raise CheckpointError(f"{err}{hint}") from None
 
 
@@ -203,6 +238,62 @@ def save_learning_curve(history: Sequence[dict[str, Any]], path: str | Path) -> 
     path = Path(path)
     fig.savefig(path, dpi=110)
     return path
+
+
+# On a CPU, a micro-batch's saved activations are kept under this many bytes (estimated by
+# `activation_bytes`); what does not fit is accumulated over several micro-batches.
+ACTIVATION_BUDGET = 600 * 2**20
+
+
+def activation_bytes(config: BertConfig, length: int) -> int:
+    """Rough fp32 bytes that training saves for backward, per example of `length` tokens:
+    about a dozen (T, hidden) tensors, the feed-forward's two (T, intermediate) and attention's
+    probabilities before and after dropout (heads, T, T) per layer. For MiniLM at 32 x 128 tokens it
+    gives 1.1 GB; resident memory grew by 1.4 GB in its first forward pass (measured on 2 CPU cores)."""
+    per_layer = length * (12 * config.hidden_size + 2 * config.intermediate_size) \
+        + 2.25 * config.num_attention_heads * length * length
+    return int(4 * config.num_hidden_layers * per_layer)
+
+
+def micro_batches(batch_size: int, grad_accum_steps: int, length: int, config: BertConfig,
+                  cuda: bool | None = None) -> tuple[int, int]:
+    """(micro-batch, accumulation steps) giving `batch_size * grad_accum_steps` examples per step.
+
+    On a CPU, a batch whose activations (`activation_bytes` of its longest `length`) would pass
+    ACTIVATION_BUDGET is split into equal micro-batches whose gradients are accumulated: the same
+    examples per step and the same mean gradient, in bounded memory (MiniLM at 32 x 128 tokens: two
+    micro-batches of 16; peak resident memory of a 300-step run 2.6 -> 2.0 GB, measured). On a GPU the
+    batch is kept as given."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if cuda or batch_size * activation_bytes(config, length) <= ACTIVATION_BUDGET:
+        return batch_size, grad_accum_steps
+    cap = max(1, ACTIVATION_BUDGET // activation_bytes(config, length))
+    micro = max(d for d in range(1, batch_size + 1) if batch_size % d == 0 and d <= cap)
+    return micro, grad_accum_steps * (batch_size // micro)
+
+
+def default_learning_rate(from_scratch: bool, config: BertConfig) -> float:
+    """bertlab's default peak learning rate (its own choice). BERT fine-tuned BERT-base and -large at
+    5e-5, 3e-5 or 2e-5 (Devlin et al., 2019, appendix A.3); the grid of the small BERTs of Turc et
+    al. (2019) adds 1e-4 and 3e-4 (google-research/bert README). bertlab takes 1e-4 for pretrained
+    models smaller than BERT-base, the rate the book's MiniLM runs use (chapter 08, make results);
+    on long IMDb reviews, after 300 steps, MiniLM's best validation accuracy was 0.833 at 1e-4 and
+    0.825 at 5e-5, one seed each (results/long_documents.json). A model from random weights: 5e-4."""
+    if from_scratch:
+        return 5e-4
+    return 1e-4 if config.hidden_size < 768 else 5e-5
+
+
+def peak_memory_mb() -> float | None:
+    """Peak resident memory of this process so far, in MB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import sys
+
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)  # bytes on macOS, KB on Linux
 
 
 def _train_accuracy(batch: dict[str, torch.Tensor], out) -> dict[str, torch.Tensor]:
@@ -254,16 +345,30 @@ def run_finetune(args: FinetuneArgs, log: Callable[[str], None] = print,
         f"{args.model} (random initialisation)" if args.from_scratch else args.model)
     log(f"model: {source}, {model.num_parameters():,} parameters")
 
-    # 3. token ids (dynamic padding later, per batch)
-    enc = encode_texts(tokenizer, train_split.texts, train_split.pairs, args.max_seq_length, args.long_text, args.stride)
+    # 3. token ids (dynamic padding later, per batch); --long-text auto is resolved on the training texts
+    long_text, predict_length = args.long_text, args.max_seq_length
+    if long_text == "auto":
+        long_text, said = choose_long_text(text_lengths(tokenizer, train_split.texts, train_split.pairs),
+                                           args.max_seq_length)
+        predict_length = prediction_length(long_text, args.max_seq_length, config.max_position_embeddings)
+        log(said + (f"; evaluate and predict read {predict_length} tokens" if predict_length != args.max_seq_length
+                    else ""))
+    enc = encode_texts(tokenizer, train_split.texts, train_split.pairs, args.max_seq_length, long_text, args.stride)
     train_set = [{"input_ids": ids, "token_type_ids": types, "labels": train_split.labels[d]}
                  for ids, types, d in zip(enc.input_ids, enc.token_type_ids, enc.doc)]
-    val_enc = encode_texts(tokenizer, val_split.texts, val_split.pairs, args.max_seq_length, args.long_text, args.stride)
-    if args.long_text == "chunk":
+    val_enc = encode_texts(tokenizer, val_split.texts, val_split.pairs, args.max_seq_length, long_text, args.stride)
+    if long_text == "chunk":
         log(f"chunks: {len(train_set):,} training windows from {len(train_split):,} texts")
-    if enc.truncated:
-        log(f"truncation: {enc.truncated:,} of {len(train_split):,} training texts ({enc.truncated / len(train_split):.1%}) "
-            f"are longer than --max-seq-length {args.max_seq_length} and lose their end (--long-text chunk keeps it)")
+    if enc.truncated and args.long_text != "auto":  # auto's line above has counted them
+        kept = "lose their end (--long-text head-tail or chunk keep it)" if long_text == "truncate" else \
+            "lose their middle"
+        log(f"{long_text}: {enc.truncated:,} of {len(train_split):,} training texts ({enc.truncated / len(train_split):.1%}) "
+            f"are longer than --max-seq-length {args.max_seq_length} and {kept}")
+    longest = max(map(len, enc.input_ids))
+    micro, accum = micro_batches(args.batch_size, args.grad_accum_steps, longest, config)
+    if micro != args.batch_size:
+        log(f"memory: batches of {args.batch_size} run as {accum // args.grad_accum_steps} micro-batches of {micro} "
+            f"(gradients accumulated; texts of up to {longest} tokens on a CPU)")
 
     # Everything that can fail on bad input has run: from here on the run folder is written, by this run only.
     with claimed_run_folder(out, args.resume, _is_main()) as orphans:
@@ -275,22 +380,26 @@ def run_finetune(args: FinetuneArgs, log: Callable[[str], None] = print,
             out.mkdir(parents=True, exist_ok=True)
             if not args.resume:
                 tokenizer.save(out)
-            (out / "args.json").write_text(
-                json.dumps({**asdict(args), "label_names": data.label_names}, indent=2, default=str) + "\n")
+            # what the run chose (--long-text auto resolved) is what evaluate and predict read back
+            (out / "args.json").write_text(json.dumps(
+                {**asdict(args), "long_text": long_text, "long_text_given": args.long_text,
+                 "prediction": {"max_seq_length": predict_length, "long_text": long_text, "stride": args.stride},
+                 "label_names": data.label_names}, indent=2, default=str) + "\n")
 
         def eval_fn(m) -> dict[str, float]:
             logits = encoded_logits(m, val_enc, tokenizer.pad_token_id, args.eval_batch_size, progress=False)
             return validation_metrics(val_split.labels, logits)
 
-        learning_rate = args.learning_rate or (5e-4 if args.from_scratch else 5e-5)
+        learning_rate = args.learning_rate or default_learning_rate(args.from_scratch, config)
         train_cfg = TrainConfig(
-            output_dir=str(out), max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
-            grad_accum_steps=args.grad_accum_steps, learning_rate=learning_rate, weight_decay=args.weight_decay,
+            output_dir=str(out), max_steps=args.max_steps, epochs=args.epochs, batch_size=micro,
+            grad_accum_steps=accum, learning_rate=learning_rate, weight_decay=args.weight_decay,
             warmup_ratio=args.warmup_ratio, seed=args.seed, amp=args.amp, compile=args.compile,
             # unset intervals: ten evaluations a run, a checkpoint at each, about 20 log lines (at most every 10 steps)
             log_every=args.log_every, eval_every=args.eval_every, evals_per_run=10, save_every=args.save_every,
             save_with_eval=True, metric_for_best="accuracy", greater_is_better=True,
-            early_stopping_patience=args.patience, group_by_length=True, progress=args.progress,
+            keep_checkpoints=max(1, args.keep_checkpoints), early_stopping_patience=args.patience,
+            group_by_length=True, progress=args.progress,
         )
         trainer = Trainer(model, train_set, PadCollator(tokenizer.pad_token_id), train_cfg, eval_fn=eval_fn,
                           metrics_fn=_train_accuracy, lengths=[len(x["input_ids"]) for x in train_set],
@@ -307,7 +416,7 @@ def run_finetune(args: FinetuneArgs, log: Callable[[str], None] = print,
             if _is_main():
                 summary_path.write_text(json.dumps({"status": "running", "initial_validation": initial}, indent=2) + "\n")
         log(f"before training: validation accuracy {initial['accuracy']:.4f}, macro-F1 {initial['macro_f1']:.4f}")
-        log(f"training: {total:,} steps of {args.batch_size * args.grad_accum_steps * trainer.world} examples, "
+        log(f"training: {total:,} steps of {micro * accum * trainer.world} examples, "
             f"learning rate {learning_rate:g}, evaluation every {trainer.eval_every} steps")
 
         started = time.perf_counter()
@@ -332,28 +441,43 @@ def run_finetune(args: FinetuneArgs, log: Callable[[str], None] = print,
             validation = {k[len("eval_"):]: v for k, v in best_record.items() if k.startswith("eval_")}
         else:
             validation = trainer.evaluate()
+        validation_at_prediction = None
+        if predict_length != args.max_seq_length:  # the best model, read as evaluate and predict will read texts
+            long_enc = encode_texts(tokenizer, val_split.texts, val_split.pairs, predict_length, long_text, args.stride)
+            with eval_mode(model):
+                logits = encoded_logits(model, long_enc, tokenizer.pad_token_id, args.eval_batch_size, progress=False)
+            validation_at_prediction = validation_metrics(val_split.labels, logits)
+            log(f"validation accuracy of the best model at {predict_length} tokens (as evaluate and predict read "
+                f"texts): {validation_at_prediction['accuracy']:.4f}, at {args.max_seq_length}: "
+                f"{validation['accuracy']:.4f}")
         summary = {
             "model": args.model, "from_scratch": args.from_scratch, "preset": args.preset,
             "data": data.name, "label_names": data.label_names,
             "examples": {"train": len(train_split), "validation": len(val_split),
                          **({"test": len(data.splits["test"])} if "test" in data.splits else {})},
-            "train_windows": len(train_set), "max_seq_length": args.max_seq_length, "long_text": args.long_text,
+            "train_windows": len(train_set), "max_seq_length": args.max_seq_length, "long_text": long_text,
+            "prediction_max_seq_length": predict_length, "validation_at_prediction": validation_at_prediction,
             "stride": args.stride, "learning_rate": learning_rate, "batch_size": args.batch_size,
             "steps": result.step, "total_steps": total, "best_step": result.best_step,
             "stopped_early": result.stopped_early, "train_seconds": round(train_seconds, 1),
+            "peak_memory_mb": peak_memory_mb(),
             "initial_validation": initial, "validation": validation, "parameters": model.num_parameters(),
+            "status": "finished",
         }
         if _is_main():
             history = [{"step": 0, **{f"eval_{k}": v for k, v in initial.items()}}] + list(result.history)
             save_learning_curve(history, out / CURVE_FILE)
             summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+            prune_checkpoints(out, args.keep_checkpoints)  # after the summary: a crash before it can still resume
         return summary
 
 
 def report_lines(summary: dict[str, Any], args: FinetuneArgs) -> list[str]:
     """What `bertlab finetune` prints at the end of a run."""
     v, nan = summary["validation"], float("nan")
+    peak = summary.get("peak_memory_mb")
     return [f"done: {summary['steps']} steps in {summary['train_seconds']:.0f} s; best validation accuracy "
             f"{v.get('accuracy', nan):.4f} (macro-F1 {v.get('macro_f1', nan):.4f}) at step {summary['best_step']}, "
-            f"before training {summary['initial_validation']['accuracy']:.4f}",
+            f"before training {summary['initial_validation']['accuracy']:.4f}"
+            + (f"; peak memory {peak / 1024:.1f} GB" if peak else ""),
             f"model (the best one), tokenizer, metrics.jsonl, {CURVE_FILE} and {SUMMARY_FILE} in {args.output}"]

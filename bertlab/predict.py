@@ -103,12 +103,15 @@ class PredictArgs:
     text: list[str] = option([], "texts to classify; '-' reads one text per line from standard input",
                              positional=True, nargs="*")
     file: str | None = option(None, "texts from a file: one per line, or a CSV/TSV/JSON-lines/Parquet table")
-    text_column: str | None = option(None, "column of the text in a table (default: text, sentence, ...)")
-    text_pair_column: str | None = option(None, "column of a second text in a table")
+    text_column: str | None = option(None, "column of the text in a table: a name, or a 0-based number for a "
+                                     "CSV/TSV file without a header row (default: text, sentence, ...)")
+    text_pair_column: str | None = option(None, "column of a second text in a table: a name, or a 0-based number "
+                                          "for a file without a header row (as --text-column: both names or both "
+                                          "numbers)")
     batch_size: int = option(64, "texts per batch", minimum=1)
     max_seq_length: int | None = option(None, "tokens per text (default: what the model was fine-tuned with, "
                                         "or 128)", minimum=8)
-    long_text: str | None = option(None, "truncate or chunk (default: as fine-tuned, or truncate)", choices=LONG_TEXT)
+    long_text: str | None = option(None, "truncate, head-tail or chunk (default: as fine-tuned, or truncate)", choices=LONG_TEXT)
     stride: int | None = option(None, "window overlap with --long-text chunk (default: as fine-tuned, or 32)", minimum=0)
 
     def validate(self) -> None:

@@ -11,6 +11,7 @@ no command deletes what it did not write.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from contextlib import contextmanager
@@ -58,11 +59,38 @@ def check_output(out: Path, command: str, flag: str = "--output") -> None:
     check_writable(out, flag)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(out: Path) -> list[str]:
+    """Delete what a killed `atomic_folder(out)` left beside `out`: only the hidden names it makes
+    for `out` (".NAME.tmp-PID-HEX", ".NAME.old-PID-HEX"), and only when process PID is gone, so a
+    command still writing its own is left alone."""
+    out = Path(out)
+    stale = re.compile(rf"^\.{re.escape(out.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]{{8}}$")
+    removed = []
+    for item in sorted(out.parent.iterdir()) if out.parent.is_dir() else ():
+        m = stale.match(item.name)
+        if m and not item.is_symlink() and not _alive(int(m.group(1))):
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+            removed.append(item.name)
+    return removed
+
+
 @contextmanager
 def atomic_folder(out: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it is removed."""
+    """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it is removed.
+    What an earlier, killed call left beside `out` is removed first (`remove_stale_temporaries`)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     tmp = temporary_name(out)
     tmp.mkdir()
     try:

@@ -40,7 +40,7 @@ def small_tokenizer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, small_tokenizer):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["finetune", *TINY, "--tokenizer", small_tokenizer, "--output", str(out)]) == 0
+    assert main(["finetune", *TINY, "--tokenizer", small_tokenizer, "--keep-checkpoints", "1", "--output", str(out)]) == 0
     return out
 
 
@@ -71,7 +71,9 @@ def test_run_folder_is_a_hugging_face_classifier_holding_the_best_model(tiny_run
     names = {p.name for p in tiny_run.iterdir()}
     assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json", "metrics.jsonl", "learning_curve.png", "finetune_summary.json",
-            "args.json", "checkpoints"} <= names
+            "args.json"} <= names
+    # --keep-checkpoints 1: the last checkpoint stays beside the best model (by default none does)
+    assert [p.name for p in (tiny_run / "checkpoints").glob("step-*")] == ["step-00000012"]
     assert "best" not in names  # moved to the top of the folder
     assert (tiny_run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((tiny_run / "config.json").read_text())

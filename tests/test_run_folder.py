@@ -135,3 +135,23 @@ def test_help_shows_each_default_once_and_no_escaped_percent():
         assert "%%" not in text and "(default: None)" not in text, name
         for block in text.split("\n  -")[1:]:
             assert block.count("(default") <= 1, (name, block)
+
+
+def test_what_a_killed_evaluate_left_beside_its_output_is_removed(tmp_path):
+    from bertlab.report import atomic_folder, remove_stale_temporaries
+
+    out = tmp_path / "eval"
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that has ended
+    stale = [tmp_path / f".eval.tmp-{gone.pid}-0123abcd", tmp_path / f".eval.old-{gone.pid}-89abcdef"]
+    live = tmp_path / f".eval.tmp-{os.getpid()}-0123abcd"  # a command still writing it: left alone
+    other = [tmp_path / f".report.tmp-{gone.pid}-0123abcd", tmp_path / ".eval.tmp-notes", tmp_path / "eval.tmp"]
+    for p in stale + [live] + other:
+        p.mkdir()
+        (p / "x").write_text("x")
+    assert remove_stale_temporaries(out) == sorted(p.name for p in stale)
+    assert live.is_dir() and all(p.is_dir() for p in other)
+    (tmp_path / f".eval.tmp-{gone.pid}-fedcba98").mkdir()
+    with atomic_folder(out) as tmp:
+        (tmp / "metrics.json").write_text("{}")
+    assert (out / "metrics.json").is_file() and not (tmp_path / f".eval.tmp-{gone.pid}-fedcba98").exists()

