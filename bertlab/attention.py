@@ -4,11 +4,15 @@ Two paths compute the same thing:
 
 * ``explicit``: softmax(Q K^T / sqrt(d_k) + M) V, line by line, returning the attention
   probabilities so that a chapter can plot them;
-* ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention`, which dispatches to fused
-  kernels (FlashAttention / memory-efficient attention on a GPU, a fused C++ kernel on a CPU).
+* ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention`, which picks a kernel by device
+  and mask. On a GPU, FlashAttention takes no arbitrary mask (only ``is_causal``), so with BERT's
+  padding mask PyTorch uses the memory-efficient kernel, or the math path where that cannot run;
+  on a CPU a fused C++ kernel takes the mask.
 
 Both take the padding mask in the same additive form (0 where a key may be attended to, a large
 negative number where it may not), so they agree to rounding error.
+
+Shapes use the book's notation: B batch, T tokens, H hidden size, A heads, d = H / A head size.
 """
 
 from __future__ import annotations
@@ -66,18 +70,18 @@ class MultiHeadSelfAttention(nn.Module):
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
-        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, d)
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, A, T, d)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, C) -> context (B, T, C), and the probabilities (B, H, T, T) if asked for."""
+        """x (B, T, H) -> context (B, T, H), and the probabilities (B, A, T, T) if asked for."""
         return self.attend(self.query(x), self.key(x), self.value(x), mask, output_attentions)
 
     def attend(self, q, k, v, mask=None, output_attentions=False):
-        """Projected q, k, v (B, T, C) -> context (B, T, C): split heads, attend, concatenate."""
-        B, T, C = q.shape
-        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, H, T, d)
+        """Projected q, k, v (B, T, H) -> context (B, T, H): split heads, attend, concatenate."""
+        B, T, H = q.shape
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, A, T, d)
         dropout_p = self.dropout_p if self.training else 0.0
         if self.implementation == "explicit" or output_attentions:
             context, probs = scaled_dot_product_attention(q, k, v, mask, dropout_p)
@@ -85,5 +89,5 @@ class MultiHeadSelfAttention(nn.Module):
             mask = mask.to(q.dtype) if mask is not None else None
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
             probs = None
-        context = context.transpose(1, 2).reshape(B, T, C)  # concatenate heads: (B, T, C)
+        context = context.transpose(1, 2).reshape(B, T, H)  # concatenate the A heads: (B, T, H)
         return context, (probs if output_attentions else None)

@@ -180,15 +180,15 @@ def peak_flops(device_name: str) -> float | None:
 def training_flops_per_token(config: BertConfig, seq_len: float, task: str, mask_fraction: float = 0.15) -> float:
     """Model FLOPs of one training step per token: 6 x (matrix parameters touched) + attention.
 
-    Per token and layer the weight matrices hold 4C^2 (Q, K, V, output) + 2CF (feed-forward)
-    parameters; forward is 2 FLOPs per weight and backward twice that, hence 6. Attention scores
-    and the weighted sum add 2 x 2 x T x C forward per token and layer, x3 with backward. The
-    MLM head (transform C^2 + decoder C x V) runs on the masked share of tokens only.
+    Per token and layer the weight matrices hold 4H^2 (Q, K, V, output) + 2HF (feed-forward, F = 4H
+    in BERT) parameters; forward is 2 FLOPs per weight and backward twice that, hence 6. Attention
+    scores and the weighted sum add 2 x 2 x T x H forward per token and layer, x3 with backward. The
+    MLM head (transform H^2 + decoder H x V) runs on the masked share of tokens only.
     """
-    C, F, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    flops = 6 * L * (4 * C * C + 2 * C * F) + 12 * L * seq_len * C
+    H, F, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    flops = 6 * L * (4 * H * H + 2 * H * F) + 12 * L * seq_len * H
     if task == "pretrain":
-        flops += 6 * mask_fraction * (C * C + C * config.vocab_size)
+        flops += 6 * mask_fraction * (H * H + H * config.vocab_size)
     return flops
 
 

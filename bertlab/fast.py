@@ -7,7 +7,7 @@ both on; a model built by hand uses the plain path unless its config says otherw
 * `unpad_inputs`: with sentences of uneven length much of a padded batch is padding. Everything in
   a BERT layer except attention treats each token on its own, so `unpadded_encoder` runs the
   embeddings, projections, feed-forward, LayerNorm and dropout on the N real tokens packed into
-  one (N, C) matrix, and only attention sees the padded (B, T) layout. Outputs at real tokens are
+  one (N, H) matrix, and only attention sees the padded (B, T) layout. Outputs at real tokens are
   those of the plain path; at padding positions they come back as zeros.
 * `fused_mlm_loss`: while training, `LinearCrossEntropy` computes the MLM projection and its
   cross-entropy a block of rows at a time and makes the gradients in the same pass, so the
@@ -60,15 +60,15 @@ def unpadded_encoder(bert, input_ids, attention_mask, token_type_ids=None, outpu
                      output_hidden_states=False):
     """`BertModel`'s embeddings and encoder on the real tokens only.
 
-    Returns what `BertEncoder` returns, in the padded layout: the last hidden state (B, T, C), the
-    list of hidden states (B, T, C) if asked for, the list of attention probabilities if asked for.
+    Returns what `BertEncoder` returns, in the padded layout: the last hidden state (B, T, H), the
+    list of hidden states (B, T, H) if asked for, the list of attention probabilities if asked for.
     """
     u = Unpadded.from_mask(attention_mask)
     emb = bert.embeddings
     emb.position_embeddings(input_ids.shape[1])  # checks the length against the positions learned
     if token_type_ids is None:
         token_type_ids = torch.zeros_like(input_ids)
-    x = emb.word_embeddings(u.unpad(input_ids))  # (N, C)
+    x = emb.word_embeddings(u.unpad(input_ids))  # (N, H)
     x = x + emb.token_type_embeddings(u.unpad(token_type_ids))
     # Each real token's own position. An embedding lookup, not table[positions]: the backward of
     # advanced indexing accumulates with atomic adds on a CPU (not bit-reproducible).
@@ -79,10 +79,10 @@ def unpadded_encoder(bert, input_ids, attention_mask, token_type_ids=None, outpu
     all_probs = [] if output_attentions else None
     for layer in bert.encoder.layer:
         sa = layer.attention.self
-        q, k, v = (u.pad(linear(x)) for linear in (sa.query, sa.key, sa.value))  # projected (N, C), then (B, T, C)
-        context, probs = sa.attend(q, k, v, mask, output_attentions)  # (B, T, C)
-        x = layer.attention.output(u.unpad(context), x)  # (N, C)
-        x = layer.output(layer.intermediate(x), x)  # (N, C)
+        q, k, v = (u.pad(linear(x)) for linear in (sa.query, sa.key, sa.value))  # projected (N, H), then (B, T, H)
+        context, probs = sa.attend(q, k, v, mask, output_attentions)  # (B, T, H)
+        x = layer.attention.output(u.unpad(context), x)  # (N, H)
+        x = layer.output(layer.intermediate(x), x)  # (N, H)
         if output_hidden_states:
             hidden.append(u.pad(x))
         if output_attentions:
@@ -165,7 +165,7 @@ def fusable(hidden: torch.Tensor, head, targets: torch.Tensor) -> bool:
 
 
 def fused_mlm_loss(head, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MLM head's cross-entropy at the gathered masked positions hidden (N, C) against targets
+    """The MLM head's cross-entropy at the gathered masked positions hidden (N, H) against targets
     (N,), fused: (mean loss, argmax predictions (N,)). Same numbers as `F.cross_entropy(head(hidden),
     targets)` and its gradients."""
     block_rows = max(1, FUSED_BLOCK_ELEMENTS // head.decoder.weight.shape[0])

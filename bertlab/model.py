@@ -38,15 +38,15 @@ class ModelOutput:
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] | None = None
     logits: torch.Tensor | None = None
-    last_hidden_state: torch.Tensor | None = None  # (B, T, C)
-    pooler_output: torch.Tensor | None = None  # (B, C)
+    last_hidden_state: torch.Tensor | None = None  # (B, T, H)
+    pooler_output: torch.Tensor | None = None  # (B, H)
     prediction_logits: torch.Tensor | None = None  # (B, T, V)
     seq_relationship_logits: torch.Tensor | None = None  # (B, 2)
     mlm_loss: torch.Tensor | None = None
     nsp_loss: torch.Tensor | None = None
     masked_positions: torch.Tensor | None = None  # (B, T) bool
     mlm_predictions: torch.Tensor | None = None  # (N,)
-    hidden_states: tuple[torch.Tensor, ...] | None = None  # (L + 1) x (B, T, C)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # (L + 1) x (B, T, H)
     attentions: tuple[torch.Tensor, ...] | None = None  # L x (B, H, T, T)
 
 
@@ -72,12 +72,12 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T) ids -> (B, T, C)."""
+        """(B, T) ids -> (B, T, H)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self.word_embeddings(input_ids)  # (B, T, C)
+        x = self.word_embeddings(input_ids)  # (B, T, H)
         x = x + self.token_type_embeddings(token_type_ids)
-        x = x + self.position_embeddings(input_ids.shape[1])  # (T, C), broadcast over the batch
+        x = x + self.position_embeddings(input_ids.shape[1])  # (T, H), broadcast over the batch
         return self.dropout(self.LayerNorm(x))
 
 
@@ -85,10 +85,10 @@ class BertEmbeddings(nn.Module):
 
 
 class BertOutput(nn.Module):
-    """A sublayer's post-LN wrapper: dense back to C, dropout, residual, LayerNorm.
+    """A sublayer's post-LN wrapper: dense back to H, dropout, residual, LayerNorm.
 
-    As the layer's `output`, the feed-forward network's second half (4C -> C); as
-    `attention.output` (BertSelfOutput), the attention's output projection W^O (C -> C).
+    As the layer's `output`, the feed-forward network's second half (4H -> H); as
+    `attention.output` (BertSelfOutput), the attention's output projection W^O (H -> H).
     """
 
     def __init__(self, config: BertConfig, in_features: int):
@@ -118,7 +118,7 @@ class BertAttention(nn.Module):
 
 
 class BertIntermediate(nn.Module):
-    """The feed-forward network's first half: C -> 4C, then GELU."""
+    """The feed-forward network's first half: H -> 4H, then GELU."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -140,7 +140,7 @@ class BertLayer(nn.Module):
 
     def forward(self, x, mask=None, output_attentions=False):
         x, probs = self.attention(x, mask, output_attentions)
-        x = self.output(self.intermediate(x), x)  # (B, T, C)
+        x = self.output(self.intermediate(x), x)  # (B, T, H)
         return x, probs
 
 
@@ -169,7 +169,7 @@ class BertPooler(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, C)
+        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, H)
 
 
 # --- shared plumbing: initialisation, loading, saving -----------------------------------------
@@ -258,7 +258,7 @@ class BertModel(BertPreTrainedModel):
             x, hidden, probs = fast.unpadded_encoder(self, input_ids, attention_mask, token_type_ids,
                                                      output_attentions, output_hidden_states)
         else:
-            x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+            x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
             mask = None if attention_mask is None else additive_padding_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
             x, hidden, probs = self.encoder(x, mask, output_attentions, output_hidden_states)
         return ModelOutput(
@@ -319,7 +319,7 @@ def masked_lm_loss(
     Returns (loss, masked positions (B, T) bool, argmax predictions at those positions (N,)).
     """
     selected = labels != -100  # (B, T)
-    hidden, targets = sequence_output[selected], labels[selected]  # (N, C), (N,)
+    hidden, targets = sequence_output[selected], labels[selected]  # (N, H), (N,)
     if fused and fast.fusable(hidden, head, targets):
         loss, predictions = fast.fused_mlm_loss(head, hidden, targets)
         return loss, selected, predictions
@@ -344,7 +344,7 @@ class BertForPreTraining(BertPreTrainedModel):
                 output_attentions=False, output_hidden_states=False) -> ModelOutput:
         """labels (B, T): the token to predict, -100 where none; next_sentence_label (B,): 0 IsNext, 1 NotNext."""
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        h = out.last_hidden_state  # (B, T, C)
+        h = out.last_hidden_state  # (B, T, H)
         seq_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
         losses, pred_logits, positions, predictions = {}, None, None, None
         if labels is None:
@@ -378,7 +378,7 @@ class BertForMaskedLM(BertPreTrainedModel):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
                 output_hidden_states=False) -> ModelOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        h = out.last_hidden_state  # (B, T, C)
+        h = out.last_hidden_state  # (B, T, H)
         loss = logits = positions = predictions = None
         if labels is None:
             logits = self.cls.predictions(h)  # (B, T, V)

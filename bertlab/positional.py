@@ -1,8 +1,9 @@
 """Position information: the sinusoidal table of Vaswani et al. (2017) and BERT's learned table.
 
-BERT itself learns its position embeddings (Devlin et al., 2019, §3.2: the input representation
-is the sum of token, segment and position embeddings); the fixed sinusoidal table is kept here
-because the positional-encoding chapter compares the two.
+BERT itself learns its position embeddings (Devlin et al., 2019, §3, "Input/Output
+Representations": the input representation is the sum of token, segment and position embeddings);
+the fixed sinusoidal table is kept here because the positional-encoding chapter compares the two.
+Positions are counted from 0, as everywhere in the book.
 """
 
 from __future__ import annotations
@@ -35,4 +36,4 @@ class LearnedPositionEmbedding(nn.Embedding):
     def forward(self, seq_len: int) -> torch.Tensor:  # type: ignore[override]
         if seq_len > self.num_embeddings:
             raise ValueError(f"sequence of {seq_len} tokens is longer than the {self.num_embeddings} positions learned")
-        return self.weight[:seq_len]  # (T, C)
+        return self.weight[:seq_len]  # (T, H): rows for positions 0 .. T-1

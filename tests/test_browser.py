@@ -267,6 +267,9 @@ INSPECT = r"""
     rawDisplayMath: text.includes("$$"),
     images: [...document.images].map((img) => ({src: img.currentSrc || img.src, width: img.naturalWidth})),
     outputFigures: document.querySelectorAll(".cell_output img, .output img").length,
+    // Cells tagged `diagram` (MyST-NB gives each cell container the class tag_<tag>): their pictures.
+    diagrams: [...document.querySelectorAll(".cell.tag_diagram")].map((d) =>
+      [...d.querySelectorAll("img")].map((img) => img.naturalWidth)),
     bibliography: document.querySelectorAll('[role="doc-biblioentry"]').length,
     height: Math.ceil(document.documentElement.scrollHeight),
   });
@@ -353,6 +356,15 @@ def open_page(browser: Chromium, url: str, shot: Path, final_path: str) -> dict:
         browser.send("Target.closeTarget", {"targetId": target})
 
 
+def diagram_cells(page: str) -> int:
+    """How many code cells of the notebook behind `page` are tagged `diagram` (conceptual pictures)."""
+    nb = ROOT / (page[: -len(".html")] + ".ipynb")
+    if not nb.is_file():
+        return 0
+    return sum(1 for c in json.loads(nb.read_text("utf-8"))["cells"]
+               if "diagram" in c.get("metadata", {}).get("tags", []))
+
+
 def page_problems(page: str, report: dict, base: str) -> list[str]:
     problems = []
     external = [u for u in report["requests"] if not u.startswith((base, "data:", "blob:", "about:"))]
@@ -375,6 +387,11 @@ def page_problems(page: str, report: dict, base: str) -> list[str]:
             problems.append("notebook page has no typeset formula")
         if not report["outputFigures"]:
             problems.append("notebook page shows no output figure")
+        expected = diagram_cells(page)
+        if len(report["diagrams"]) != expected:
+            problems.append(f"{expected} cells tagged diagram in the notebook, {len(report['diagrams'])} on the page")
+        problems += [f"diagram {k} shows no loaded picture" for k, widths in enumerate(report["diagrams"])
+                     if not widths or min(widths) <= 0]
     if page == "book/references.html" and not report["bibliography"]:
         problems.append("the bibliography lists no entries")
     return problems

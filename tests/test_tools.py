@@ -47,6 +47,18 @@ def test_the_skip_line_check_site_looks_for_is_the_one_chapter_11_prints():
     assert check_site.DATA_ABSENT in sources
 
 
+def test_check_site_counts_diagram_cells_in_the_notebook_and_on_the_page(tmp_path):
+    nb = tmp_path / "x.ipynb"
+    nb.write_text(json.dumps({"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["diagram"]}, "source": [], "outputs": []},
+        {"cell_type": "code", "metadata": {"tags": ["hide-input"]}, "source": [], "outputs": []},
+        {"cell_type": "markdown", "metadata": {}, "source": []}]}))
+    assert check_site.diagram_cells(nb) == 1 and check_site.diagram_cells(tmp_path / "none.ipynb") == 0
+    html = ('<div class="cell tag_diagram docutils container"><img src="a.png"></div>'
+            '<div class="cell tag_hide-input docutils container"></div><p>tag_diagram</p>')
+    assert len(check_site.DIAGRAM_CELL.findall(html)) == 1
+
+
 # --- colab_sim ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
 def test_colab_sim_points_each_first_cell_at_the_snapshot(path):

@@ -18,6 +18,7 @@ Prints one summary line; exits non-zero with the list of problems on failure.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from html.parser import HTMLParser
@@ -90,6 +91,17 @@ def check_bibliography(html_dir: Path, pages: list[Path], files: list[str]) -> t
     return problems, len(entries)
 
 
+DIAGRAM_CELL = re.compile(r'<div class="cell\b[^"]*\btag_diagram\b')
+
+
+def diagram_cells(notebook: Path) -> int:
+    """Code cells tagged `diagram` in a notebook (the book's conceptual pictures, drawn by bertlab.plots)."""
+    if not notebook.is_file():
+        return 0
+    return sum(1 for c in json.loads(notebook.read_text("utf-8"))["cells"]
+               if "diagram" in c.get("metadata", {}).get("tags", []))
+
+
 def toc_files(toc: Path) -> list[str]:
     """The `root:` and `file:` entries of a _toc.yml, read without a YAML parser."""
     entries = re.findall(r"^\s*(?:-\s*)?(?:root|file)\s*:\s*['\"]?([^'\"#\s]+)", toc.read_text("utf-8"), re.M)
@@ -131,6 +143,7 @@ def main(html_dir: Path) -> int:
     images_dir = (html_dir / "_images").resolve()
     mathjax_refs: set[str] = set()
     without_figures = 0  # chapter pages whose data set was absent (figure_check)
+    diagrams = 0  # cells tagged diagram, as MyST-NB renders them (class tag_diagram)
     pages = sorted(html_dir.rglob("*.html"))
     for page in pages:
         rel = page.relative_to(html_dir).as_posix()
@@ -169,6 +182,11 @@ def main(html_dir: Path) -> int:
                 without_figures += 1
             if problem:
                 problems.append(problem)
+            expected = diagram_cells(ROOT / f"{name}.ipynb")
+            shown = len(DIAGRAM_CELL.findall(text))
+            diagrams += shown
+            if shown != expected:
+                problems.append(f"{rel}: {expected} cells tagged diagram in the notebook, {shown} on the page")
             if not any("colab.research.google.com" in h for h in tags.anchors):
                 problems.append(f"{rel}: notebook page has no Colab launch link")
 
@@ -193,6 +211,7 @@ def main(html_dir: Path) -> int:
         f"check_site: OK: {len(pages)} pages, {len(notebooks)} notebook page(s) with Colab links, "
         f"{len(notebooks) - without_figures} with figures"
         + (f" ({without_figures} without: data absent)" if without_figures else "") + ", "
+        f"{diagrams} diagrams, "
         f"MathJax local ({', '.join(sorted(mathjax_refs))}), no external scripts/styles"
         + (f", bibliography of {n_entries} entries with every citation resolved" if n_entries else "")
     )
