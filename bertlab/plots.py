@@ -168,6 +168,41 @@ def plot_per_class_f1(metrics: dict[str, Any], ax=None, title: str | None = None
     return ax
 
 
+LABEL_BUDGET_STYLE = {  # model -> (colour, line style): each pretrained model beside its random-init twin
+    "tfidf": ("#555555", ":"), "tiny-random": ("#1f77b4", "--"), "tiny-pretrained": ("#1f77b4", "-"),
+    "minilm-random": ("#d62728", "--"), "minilm-pretrained": ("#d62728", "-"),
+}
+
+
+def plot_label_budget(points: Sequence[dict[str, Any]], ax=None, title: str | None = None):
+    """Test accuracy against the number of labelled examples (log scale), one line per model, each
+    point its mean over seeds with the interval as an error bar. `points`: dicts with model,
+    n_labels, mean and ci ([low, high]), as `tools/label_budget.py` summarises its records."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    models = list(dict.fromkeys(p["model"] for p in points))
+    for model in sorted(models, key=lambda m: list(LABEL_BUDGET_STYLE).index(m) if m in LABEL_BUDGET_STYLE else 99):
+        rows = sorted((p for p in points if p["model"] == model), key=lambda p: p["n_labels"])
+        xs = [p["n_labels"] for p in rows]
+        ys = [p["mean"] for p in rows]
+        err = [[y - p["ci"][0] for y, p in zip(ys, rows)], [p["ci"][1] - y for y, p in zip(ys, rows)]]
+        color, style = LABEL_BUDGET_STYLE.get(model, (None, "-"))
+        ax.errorbar(xs, ys, yerr=err, color=color, ls=style, marker="o", markersize=4, capsize=3, label=model)
+    ax.set_xscale("log")
+    sizes = sorted({p["n_labels"] for p in points})
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training examples (log scale)")
+    ax.set_ylabel("test accuracy")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
 def _save_figure(draw, path: str | Path, figsize: tuple[float, float] | None = None) -> Path:
     """Draw on a fresh figure and write it as a PNG."""
     fig = new_figure(figsize)

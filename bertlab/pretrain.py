@@ -75,6 +75,8 @@ class PretrainArgs:
     output: str = option(help="run folder to create (must be new or empty)", group="run folder")
     resume: bool = option(False, "continue the run in --output from its latest checkpoint", group="run folder")
     save_every: int | None = option(None, "checkpoint every N steps", group="run folder", minimum=1)
+    keep_checkpoints: int = option(2, "newest checkpoints kept (raise it to fine-tune from points along the run)",
+                                   group="run folder", minimum=1)
     eval_every: int | None = option(None, "evaluate on held-out data every N steps (default: at the end)",
                                     group="run folder", minimum=1)
     log_every: int = option(10, "log training metrics every N steps", group="run folder", minimum=1)
@@ -267,7 +269,7 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
             grad_accum_steps=args.grad_accum_steps, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
             warmup_steps=args.warmup_steps, seed=args.seed, amp=args.amp, compile=args.compile,
             log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
-            num_workers=args.num_workers, progress=args.progress, tensorboard=args.tensorboard,
+            keep_checkpoints=args.keep_checkpoints, num_workers=args.num_workers, progress=args.progress, tensorboard=args.tensorboard,
         )
         deadline = started + args.max_minutes * 60 if args.max_minutes else None
 

@@ -4,6 +4,7 @@ local CSV/TSV/JSON-lines/Parquet files and folders, and one-line errors for ever
 import hashlib
 import json
 import os
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ from bertlab.data.classification import (
     load_classification,
     load_texts,
     stratified_split,
+    whole_sentence_split,
 )
 
 DATA_DIR = Path(os.environ.get("BERTLAB_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -84,13 +86,54 @@ def test_rotten_tomatoes_split_never_changes(rotten):
 def test_sst2_from_data_dir():
     started = time.perf_counter()
     sst2 = load_classification("sst2", data_dir=str(DATA_DIR))
-    assert {k: len(v) for k, v in sst2.splits.items()} == {"train": 60614, "validation": 6735, "test": 872}
+    # train.tsv + dev.tsv (67,349 GLUE training items) -> whole-sentence validation and the rest
+    assert {k: len(v) for k, v in sst2.splits.items()} == {"train": 57778, "validation": 860, "test": 872}
     assert sst2.label_names == ["negative", "positive"]
     test = sst2.splits["test"]
     assert test.texts[0].startswith("it 's a charming and often affecting journey")
     assert test.labels[0] == 1 and test.ids[0] == "test.tsv:2"
     assert sst2.label_counts("test") == {"negative": 428, "positive": 444}
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < 60
+    # Validation is like the test: whole sentences (median words near the test's 19), none of
+    # them inside a training item (the issue's bar: at most 1%), and phrases of training
+    # sentences are still trained on.
+    norm = lambda t: " ".join(t.lower().split())  # noqa: E731
+    validation = [norm(t) for t in sst2.splits["validation"].texts]
+    train_blob = "\n".join(norm(t) for t in sst2.splits["train"].texts)
+    inside = sum(v in train_blob for v in validation)
+    assert inside <= 0.01 * len(validation)
+    assert 15 <= statistics.median(len(v.split()) for v in validation) <= 23
+    assert statistics.median(len(t.split()) for t in sst2.splits["train"].texts) < 10
+    again = load_classification("sst2", data_dir=str(DATA_DIR), seed=7, validation_split=0.3)
+    assert again.splits["validation"].ids == sst2.splits["validation"].ids  # fixed: no seed moves it
+
+
+def test_whole_sentence_split_holds_out_sentences_with_their_phrases():
+    sentences = [f"the {adj} film about {thing} was {verdict}" for adj, thing, verdict in
+                 [("long", "dogs", "dull"), ("short", "cats", "fun"), ("odd", "war", "grim"), ("new", "love", "sweet"),
+                  ("old", "trains", "slow"), ("loud", "rock", "great"), ("quiet", "snow", "calm"), ("red", "mars", "bad")]]
+    texts, labels = [], []
+    for k, s in enumerate(sentences):
+        words = s.split()
+        for i in range(len(words)):  # the sentence and every run of its words, as a treebank lists them
+            for j in range(i + 1, len(words) + 1):
+                texts.append(" ".join(words[i:j]))
+                labels.append(k % 2)
+    texts.append(sentences[0].upper())  # a copy (compared lower-cased) goes where its sentence goes
+    labels.append(0)
+    train, validation = whole_sentence_split(texts, labels, fraction=0.25)
+    held = {texts[i].lower() for i in validation}
+    assert held <= set(sentences) and len(held) == 2  # 1/4 of each class's 4 sentences
+    assert {labels[i] for i in validation} == {0, 1}  # stratified
+    assert (sentences[0] in held) == (len(texts) - 1 in validation)
+    assert not any(v in texts[i].lower() for v in held for i in train)
+    # a phrase of a held-out sentence leaves training; a phrase only of training sentences stays
+    kept = {texts[i] for i in train}
+    for s in sentences:
+        assert ("about" + s.split("about")[1] in kept) == (s not in held)
+    assert "the" not in kept and "film about" not in kept  # inside a held-out sentence too
+    assert set(train).isdisjoint(validation)
+    assert whole_sentence_split(texts, labels, fraction=0.25) == (train, validation)  # no RNG
 
 
 @pytest.mark.skipif(not (DATA_DIR / "chnsenticorp" / "train.tsv").is_file(),

