@@ -185,9 +185,13 @@ def main() -> int:
     records: list[dict] = []
     if found.exists():  # earlier records of points not run again now are kept; another file is left alone
         try:
-            records = json.loads(found.read_text(encoding="utf-8"))["records"]
+            earlier = json.loads(found.read_text(encoding="utf-8"))
+            records = earlier["records"]
         except (OSError, ValueError, TypeError, KeyError):
             sys.exit(f"label_budget: {found} was not written by this tool; nothing was changed, choose another --output")
+        if earlier["meta"]["pretrained"] != a.pretrained:
+            sys.exit(f"label_budget: {found} holds runs from --pretrained {earlier['meta']['pretrained']}, not "
+                     f"{a.pretrained}; nothing was changed, choose another --output")
     else:
         theirs = [f.name for f in (out / "label_budget.md", out / "label_budget.png", out / "label_budget_along.json")
                   if f.exists()]
@@ -235,6 +239,7 @@ def main() -> int:
                 def run(lr: float, seed: int) -> Path:
                     folder = runs / f"{data_name}-n{n}-{model}-lr{lr:g}-seed{seed}"
                     summary = folder / "finetune_summary.json"
+                    made_from(folder, start_from)
                     if not summary.is_file():
                         t0 = time.perf_counter()
                         run_finetune(FinetuneArgs(
@@ -277,6 +282,13 @@ def main() -> int:
     return 0
 
 
+def made_from(run: Path, start: str) -> None:
+    """A run folder of an earlier call is reused only if it was fine-tuned from the same weights."""
+    saved = run / "args.json"
+    if saved.is_file() and json.loads(saved.read_text(encoding="utf-8")).get("model") != start:
+        sys.exit(f"label_budget: {run} was fine-tuned from other weights than {start}; choose another --runs")
+
+
 def pretraining_checkpoints(pretrained: Path) -> dict[int, Path]:
     """step -> weights folder: every kept checkpoint of a pretraining run, and its final model."""
     found = {int(f.name.split("-")[1]): f for f in sorted((pretrained / "checkpoints").glob("step-*"))
@@ -306,6 +318,7 @@ def along(a, records, runs, out, run_finetune, FinetuneArgs, run_evaluation, Eva
         for step, folder in sorted(points.items()):
             for seed in a.seeds:
                 run = runs / f"{data_name}-n{a.along}-along-step{step}-lr{lr:g}-seed{seed}"
+                made_from(run, str(folder))
                 if not (run / "finetune_summary.json").is_file():
                     steps = steps_for("tiny-pretrained", a.along)
                     run_finetune(FinetuneArgs(
@@ -331,7 +344,7 @@ def save_along_figure(rows: list[dict], heldout: list[tuple[int, float]], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)
     if heldout:
         left.plot(*zip(*heldout), marker="o", markersize=3)
     left.set(xlabel="pretraining step", ylabel="held-out MLM loss", title="pretraining")
