@@ -28,7 +28,7 @@ them occur verbatim inside a training item, while the test split is whole senten
 words) that training never saw. Such a validation split ranks learning rates and checkpoints by
 how well phrases seen in training are remembered. bertlab's own choice instead
 (`whole_sentence_split`): validation is 1/8 of the whole sentences (the items that no other item
-contains; 861 of 6,885 on the local files, stratified, hash-ordered), and every item inside one of
+contains; 860 of the 6,885 on the local files, stratified, hash-ordered), and every item inside one of
 them (its phrases) leaves training, so no validation sentence occurs inside a training item.
 
 Columns: `text_column`, `text_pair_column` and `label_column` are names, or all of them 0-based
