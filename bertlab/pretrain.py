@@ -269,7 +269,8 @@ def run_pretraining(args: PretrainArgs, log=print) -> dict[str, Any]:
             grad_accum_steps=args.grad_accum_steps, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
             warmup_steps=args.warmup_steps, seed=args.seed, amp=args.amp, compile=args.compile,
             log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
-            keep_checkpoints=args.keep_checkpoints, num_workers=args.num_workers, progress=args.progress, tensorboard=args.tensorboard,
+            keep_checkpoints=args.keep_checkpoints, num_workers=args.num_workers, progress=args.progress,
+            tensorboard=args.tensorboard,
         )
         deadline = started + args.max_minutes * 60 if args.max_minutes else None
 

@@ -411,14 +411,13 @@ _SST2_SPLITS: dict[tuple, tuple[list[int], list[int]]] = {}  # the split of file
 
 
 def _sst2_whole_sentences(everything: ClassificationSplit, key: tuple | None) -> dict[str, ClassificationSplit]:
-    if key is None or key not in _SST2_SPLITS:
+    """train and validation of the GLUE SST-2 training items; `key` names files whose split is kept."""
+    split = _SST2_SPLITS.get(key) if key is not None else None
+    if split is None:
         split = whole_sentence_split(everything.texts, everything.labels)
-        if key is None:
-            train, validation = split
-        else:
+        if key is not None:
             _SST2_SPLITS[key] = split
-    if key is not None:
-        train, validation = _SST2_SPLITS[key]
+    train, validation = split
     return {"train": everything.select(train), "validation": everything.select(validation)}
 
 
