@@ -95,8 +95,9 @@ def test_never_overwrites_files_it_did_not_write(tmp_path):
     import sys
 
     script = Path(__file__).resolve().parents[1] / "tools" / "label_budget.py"
-    for name, text in (("label_budget.json", '{"my": "numbers"}'), ("label_budget.md", "my notes")):
-        theirs = tmp_path / name.replace(".", "-")
+    for name, text in (("label_budget.json", '{"my": "numbers"}'), ("label_budget.json", '[{"data": 1}]'),
+                       ("label_budget.md", "my notes")):
+        theirs = tmp_path / f"{name}-{len(text)}"
         theirs.mkdir()
         (theirs / name).write_text(text)
         run = subprocess.run([sys.executable, str(script), "--output", str(theirs), "--runs", str(tmp_path / "runs"),

@@ -26,9 +26,10 @@ budget `make results` gives a run on all the data.
 Writes, after every finished point (a killed run keeps what it had; run folders already finished
 under --runs are read, not run again):
 
-    OUTPUT/label_budget.json   a list of records, one per data set, N, model and seed, each with
-                               data, n_labels, model, seed, test_accuracy (and learning_rate,
-                               validation_accuracy, steps, train_seconds)
+    OUTPUT/label_budget.json   a list of records (the file is that list), one per data set, N, model
+                               and seed, each with data, n_labels, model, seed, test_accuracy (and
+                               learning_rate, validation_accuracy, steps, train_seconds)
+    OUTPUT/label_budget_meta.json  date, machine, --pretrained, seeds and the last call's seconds
     OUTPUT/label_budget.md     mean test accuracy with a 95% t-interval over seeds at each N, and
                                each pretrained model minus its random-init twin, paired by seed
     OUTPUT/label_budget.png    accuracy against N (log scale) with those intervals
@@ -181,20 +182,22 @@ def main() -> int:
     from bertlab.finetune import FinetuneArgs, run_finetune, subset_indices
 
     runs, out = Path(a.runs), Path(a.output)
-    found = out / "label_budget.json"
+    found, meta_file = out / "label_budget.json", out / "label_budget_meta.json"
     records: list[dict] = []
     if found.exists():  # earlier records of points not run again now are kept; another file is left alone
         try:
-            earlier = json.loads(found.read_text(encoding="utf-8"))
-            records = earlier["records"]
+            records = json.loads(found.read_text(encoding="utf-8"))
+            earlier = json.loads(meta_file.read_text(encoding="utf-8"))["pretrained"]
+            if not all({"data", "n_labels", "model", "seed", "test_accuracy"} <= set(r) for r in records):
+                raise ValueError
         except (OSError, ValueError, TypeError, KeyError):
             sys.exit(f"label_budget: {found} was not written by this tool; nothing was changed, choose another --output")
-        if earlier["meta"]["pretrained"] != a.pretrained:
-            sys.exit(f"label_budget: {found} holds runs from --pretrained {earlier['meta']['pretrained']}, not "
-                     f"{a.pretrained}; nothing was changed, choose another --output")
+        if earlier != a.pretrained:
+            sys.exit(f"label_budget: {found} holds runs from --pretrained {earlier}, not {a.pretrained}; nothing was "
+                     f"changed, choose another --output")
     else:
-        theirs = [f.name for f in (out / "label_budget.md", out / "label_budget.png", out / "label_budget_along.json")
-                  if f.exists()]
+        theirs = [f.name for f in (meta_file, out / "label_budget.md", out / "label_budget.png",
+                                   out / "label_budget_along.json") if f.exists()]
         if theirs:
             sys.exit(f"label_budget: {out} holds {', '.join(theirs)} but no label_budget.json of this tool; nothing "
                      f"was changed, choose another --output")
@@ -209,7 +212,8 @@ def main() -> int:
         records[:] = [r for r in records if (r["data"], r["n_labels"], r["model"], r["seed"]) != key] + [record]
         records.sort(key=lambda r: (r["data"], r["n_labels"], MODELS.index(r["model"]), r["seed"]))
         meta["wall_seconds_last_call"] = round(time.perf_counter() - started, 1)
-        atomic_write_text(found, json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+        atomic_write_text(found, json.dumps(records, indent=1) + "\n")
+        atomic_write_text(meta_file, json.dumps(meta, indent=1) + "\n")
         atomic_write_text(out / "label_budget.md", markdown(records, meta) + "\n")
 
     quiet = lambda msg: None  # noqa: E731
