@@ -282,7 +282,7 @@ def main() -> int:
         save_figure(records, out / "label_budget.png")
     print(markdown(records, meta))
     if a.along is not None:
-        along(a, records, runs, out, run_finetune, FinetuneArgs, run_evaluation, EvaluateArgs, atomic_write_text)
+        along(a, records, runs, out)
     return 0
 
 
@@ -303,7 +303,11 @@ def pretraining_checkpoints(pretrained: Path) -> dict[int, Path]:
     return found
 
 
-def along(a, records, runs, out, run_finetune, FinetuneArgs, run_evaluation, EvaluateArgs, atomic_write_text) -> None:
+def along(a, records: list[dict], runs: Path, out: Path) -> None:
+    from bertlab.common import atomic_write_text
+    from bertlab.evaluate import EvaluateArgs, run_evaluation
+    from bertlab.finetune import FinetuneArgs, run_finetune
+
     pretrained = Path(a.pretrained)
     points = pretraining_checkpoints(pretrained)
     heldout = [(r["step"], r["eval_mlm_loss"]) for r in map(json.loads, (pretrained / "metrics.jsonl").read_text(
