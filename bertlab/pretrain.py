@@ -38,7 +38,8 @@ class PretrainError(BertlabError):
 class PretrainArgs:
     """The arguments of a pretraining run; `bertlab pretrain`'s flags are made from these fields."""
 
-    corpus: list[str] = option(["news"], "'news' (the embedded 2-million-word news corpus), text files or folders "
+    corpus: list[str] = option(["news"], "'news' (the embedded 2-million-word news corpus), 'reviews' (Rotten Tomatoes' "
+                               "training snippets and film synopses, unlabelled), text files or folders "
                                "(documents separated by blank lines, or one per file), or a Hub data set "
                                "(wikitext, hf:NAME[:CONFIG])", group="data", nargs="+")
     data_dir: str | None = option(None, "folder for relative corpus paths (default: $BERTLAB_DATA_DIR)", group="data")

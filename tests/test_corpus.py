@@ -29,6 +29,28 @@ def test_news_corpus_shape(news):
     assert load_corpus("news") is not news
 
 
+def test_reviews_corpus_holds_training_snippets_only():
+    """`reviews`: Rotten Tomatoes' training snippets and synopses by film; no held-out snippet."""
+    from bertlab.data import load_classification
+
+    reviews = load_corpus("reviews")
+    stats = corpus_stats(reviews)
+    assert stats["documents"] == 505 and stats["empty_documents"] == 0
+    assert 200_000 < stats["words"] < 215_000
+    assert all(len(doc) >= 2 for doc in reviews)
+    text = " ".join(" ".join(doc) for doc in reviews)
+    data = load_classification("rotten_tomatoes")
+    norm = [" ".join(t.split()) for t in data.splits["train"].texts]
+    # Nearly every training snippet is in (those of films with a single text are not) ...
+    assert sum(t in text for t in norm) > 0.9 * len(norm)
+    # ... and no validation or test snippet that is not also a training snippet, or inside one.
+    for split in ("validation", "test"):
+        held = [" ".join(t.split()) for t in data.splits[split].texts]
+        leaked = [t for t in held if t in text and not any(t in u for u in norm)]
+        assert len(held) > 1000 and leaked == []
+    assert load_corpus(["news", "reviews"])[-505:] == reviews
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [

