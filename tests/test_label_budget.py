@@ -59,6 +59,14 @@ def test_gains_are_paired_by_seed_and_say_whether_the_interval_excludes_zero():
     text = label_budget.markdown(records(), {"date": "2026-12-07", "machine": "test"})
     assert "| 0.630 (0.630–0.630), 5 seeds |" in text and text.index("tiny-random") < text.index("tfidf")
     assert "excludes zero" in text and "includes zero" in text
+    # N is ordered as a number: 300 before 1,000 (a string order put "1000" before "300")
+    more = records() + [{"data": "d", "n_labels": 300, "model": m, "seed": 0, "test_accuracy": 0.6}
+                        for m in ("tiny-random", "tiny-pretrained")]
+    points, gains = label_budget.summarize(more)
+    assert [g["n_labels"] for g in gains] == [100, 300, 1000]
+    assert [p["n_labels"] for p in points if p["model"] == "tiny-random"] == [100, 300, 1000]
+    text = label_budget.markdown(more, {"date": "2026-12-07", "machine": "test"})
+    assert text.index("- N = 300:") < text.index("- N = 1,000:")
 
 
 def test_figure_draws_one_line_per_model_on_a_log_axis():

@@ -87,6 +87,12 @@ def t_interval(values) -> list[float]:
     return [float(v.mean() - half), float(v.mean() + half)]
 
 
+def _order(item: tuple) -> tuple:
+    """Data set by name, then N by number (1,000 after 300), then the models in MODELS' order."""
+    (data, n, model), _ = item
+    return data, n, MODELS.index(model)
+
+
 def summarize(records: list[dict]) -> tuple[list[dict], list[dict]]:
     """(points, gains): mean test accuracy with its interval for each data, N and model; and for each
     pretrained model present with its random twin, the per-seed differences and their interval."""
@@ -94,9 +100,9 @@ def summarize(records: list[dict]) -> tuple[list[dict], list[dict]]:
     for r in records:
         by_key.setdefault((r["data"], r["n_labels"], r["model"]), {})[r["seed"]] = r["test_accuracy"]
     points = [{"data": d, "n_labels": n, "model": m, "seeds": len(acc), "mean": float(np.mean(list(acc.values()))),
-               "ci": t_interval(list(acc.values()))} for (d, n, m), acc in sorted(by_key.items(), key=str)]
+               "ci": t_interval(list(acc.values()))} for (d, n, m), acc in sorted(by_key.items(), key=_order)]
     gains = []
-    for (d, n, m), acc in sorted(by_key.items(), key=str):
+    for (d, n, m), acc in sorted(by_key.items(), key=_order):
         twin = by_key.get((d, n, TWINS.get(m, "")))
         if twin is None:
             continue
