@@ -114,3 +114,35 @@ def test_never_overwrites_files_it_did_not_write(tmp_path):
         assert run.returncode == 1 and "nothing was changed" in run.stderr
         assert [p.name for p in theirs.iterdir()] == [name] and (theirs / name).read_text() == text
         assert not (tmp_path / "runs").exists()  # refused before any run
+
+
+def _pretraining_run(tmp_path, losses):
+    import json
+
+    run = tmp_path / "tiny-news"
+    (run / "checkpoints" / "step-00002000").mkdir(parents=True)
+    rows = [{"step": s, "train_loss": 7.0} for s in (50, 100)]
+    rows += [{"step": 1000 * (i + 1), "eval_mlm_loss": loss} for i, loss in enumerate(losses)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "summary.json").write_text(json.dumps({"steps": 1000 * len(losses)}))
+    return run
+
+
+def test_the_table_warns_when_the_starting_weights_are_still_on_the_plateau(tmp_path):
+    # the shape of results/pretrain/tiny-news: 6.57 at step 1,000, 6.49 at 2,000, off the plateau by 9,000
+    run = _pretraining_run(tmp_path, [6.57, 6.49, 6.43, 6.37, 6.31, 6.23, 5.91, 5.56, 5.04])
+    final = label_budget.starting_point(run)
+    assert final == {"step": 9000, "heldout_mlm_loss": 5.04, "first_step": 1000, "first_heldout_mlm_loss": 6.57,
+                     "left_plateau": True}
+    early = label_budget.starting_point(run / "checkpoints" / "step-00002000")
+    assert early["step"] == 2000 and early["left_plateau"] is False
+    assert label_budget.starting_point(tmp_path) is None  # not a pretraining run
+    meta = {"date": "2026-12-08", "machine": "test"}
+    assert "Warning" in label_budget.markdown(records(), {**meta, "start": early})
+    assert "Warning" not in label_budget.markdown(records(), {**meta, "start": final})
+    assert "off the word-frequency plateau" in label_budget.markdown(records(), {**meta, "start": final})
+    assert "progress is unknown" in label_budget.markdown(records(), {**meta, "start": None})
+    tfidf_only = [r for r in records() if r["model"] == "tfidf"]
+    assert "plateau" not in label_budget.markdown(tfidf_only, {**meta, "start": early})
+    first = label_budget.starting_point(_pretraining_run(tmp_path / "short", [6.57]))
+    assert first["step"] == 1000 and first["left_plateau"] is False  # the first evaluation itself

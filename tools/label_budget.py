@@ -69,6 +69,10 @@ RATES = {"tiny-random": (3e-4, 1e-3, 3e-3), "tiny-pretrained": (3e-4, 1e-3, 3e-3
 # (batch size, passes over N examples, fewest steps, most steps): the most is what `make results`
 # gives a run on all the data (tiny: 1,500 steps of 32).
 SCHEDULE = {"tiny": (32, 20, 200, 1500), "minilm": (32, 10, 100, 1000)}
+# The starting weights have left the unigram plateau once their held-out MLM loss is this many nats
+# below the run's first evaluation (bertlab's rule of thumb, read off results/pretrain/tiny-news:
+# 6.57 at step 1,000, still 6.23 at 6,000 on the plateau, 5.91 at 7,000 and 5.04 at 9,000 off it).
+PLATEAU_DROP = 0.5
 # Student's t quantile (0.975) for n - 1 degrees of freedom.
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
@@ -76,6 +80,46 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 def steps_for(model: str, n: int) -> int:
     batch, passes, fewest, most = SCHEDULE[model.split("-")[0]]
     return int(min(most, max(fewest, math.ceil(passes * n / batch))))
+
+
+def starting_point(pretrained: Path) -> dict | None:
+    """Where in its pretraining run the weights in `pretrained` stand: the run's held-out MLM loss at
+    their step and at its first evaluation, and whether they have left the plateau on which the model
+    only knows how often each word piece occurs (chapter 7). `pretrained` is a `bertlab pretrain` run
+    folder (its final weights) or one of its checkpoints/step-N folders; None when the run's
+    metrics.jsonl or the evaluation at that step is missing."""
+    pretrained = Path(pretrained)
+    if pretrained.parent.name == "checkpoints" and pretrained.name.startswith("step-"):
+        run, step = pretrained.parent.parent, int(pretrained.name.split("-")[1])
+    elif (pretrained / "summary.json").is_file():
+        run, step = pretrained, json.loads((pretrained / "summary.json").read_text(encoding="utf-8"))["steps"]
+    else:
+        return None
+    try:
+        evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines())
+                 if "eval_mlm_loss" in r]
+    except (OSError, ValueError):
+        return None
+    at = [r for r in evals if r["step"] == step]
+    if not at:
+        return None
+    first, loss = evals[0], at[0]["eval_mlm_loss"]
+    return {"step": step, "heldout_mlm_loss": round(loss, 3), "first_step": first["step"],
+            "first_heldout_mlm_loss": round(first["eval_mlm_loss"], 3),
+            "left_plateau": bool(loss <= first["eval_mlm_loss"] - PLATEAU_DROP)}
+
+
+def plateau_line(start: dict | None) -> str:
+    """One line for the table and the console about the starting weights of tiny-pretrained."""
+    if start is None:
+        return "tiny-pretrained starts from weights whose pretraining progress is unknown (no held-out MLM loss at their step)."
+    where = (f"tiny-pretrained starts from pretraining step {start['step']:,}: held-out MLM loss "
+             f"{start['heldout_mlm_loss']:.2f}, against {start['first_heldout_mlm_loss']:.2f} at step {start['first_step']:,}")
+    if start["left_plateau"]:
+        return where + f" (at least {PLATEAU_DROP} below: off the word-frequency plateau)."
+    return (where + f". **Warning: less than {PLATEAU_DROP} below, so the model is still on the word-frequency plateau "
+            "(chapter 7)**; fine-tuned from there it can do worse than random init, and its gap says nothing about "
+            "a model pretrained past the plateau. Pretrain longer.")
 
 
 def t_interval(values) -> list[float]:
@@ -122,6 +166,8 @@ def markdown(records: list[dict], meta: dict) -> str:
              "Test accuracy, mean over seeds with a 95% t-interval over seeds; each seed draws its own N training "
              "examples, shared by every model at that seed. Learning rates chosen on validation with the first "
              "seed.", ""]
+    if "start" in meta and any(r["model"] == "tiny-pretrained" for r in records):
+        lines += [plateau_line(meta["start"]), ""]
     for data in sorted({p["data"] for p in points}):
         models = [m for m in MODELS if any(p["model"] == m and p["data"] == data for p in points)]
         lines += [f"**{data}**", "", "| N | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
@@ -212,6 +258,10 @@ def main() -> int:
     started = time.perf_counter()
     meta = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()} CPU, "
             f"{os.cpu_count()} cores", "pretrained": a.pretrained, "seeds": a.seeds}
+    meta["start"] = starting_point(Path(a.pretrained))
+    if "tiny-pretrained" in a.models:
+        off = (meta["start"] or {}).get("left_plateau")
+        print(plateau_line(meta["start"]).replace("**", ""), file=sys.stdout if off else sys.stderr, flush=True)
 
     def keep(record: dict) -> None:
         key = (record["data"], record["n_labels"], record["model"], record["seed"])
